@@ -1,0 +1,15 @@
+# libFuzzer targets (PARLEY_FUZZ=ON, clang). Each area adds its own in <area>.cmake
+# with parley_fuzz_target(NAME src.c LIBS ...).
+if(PARLEY_FUZZ)
+  function(parley_fuzz_target name src)
+    cmake_parse_arguments(F "" "" "LIBS" ${ARGN})
+    add_executable(${name} ${CMAKE_CURRENT_LIST_DIR}/${src})
+    target_link_libraries(${name} PRIVATE ${F_LIBS})
+    target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+  endfunction()
+  foreach(area transport sip script directory auth apps)
+    if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${area}.cmake)
+      include(${CMAKE_CURRENT_LIST_DIR}/${area}.cmake)
+    endif()
+  endforeach()
+endif()

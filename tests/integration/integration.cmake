@@ -1,0 +1,6 @@
+# Integration tests: real processes on loopback, sipp as the peer, a real etcd.
+foreach(area homeserver directory auth ops torture)
+  if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${area}.cmake)
+    include(${CMAKE_CURRENT_LIST_DIR}/${area}.cmake)
+  endif()
+endforeach()

@@ -1,0 +1,15 @@
+# Unit tests (cmocka), one executable and one ctest entry per module.
+# parley_unit_test(NAME test_x.c LIBS parley_x ...)
+function(parley_unit_test name src)
+  cmake_parse_arguments(U "" "" "LIBS" ${ARGN})
+  add_executable(${name} ${CMAKE_CURRENT_LIST_DIR}/${src})
+  target_link_libraries(${name} PRIVATE ${U_LIBS} PkgConfig::CMOCKA)
+  add_test(NAME ${name} COMMAND ${name})
+  set_tests_properties(${name} PROPERTIES LABELS unit TIMEOUT 120)
+endfunction()
+
+foreach(area transport sip transaction proxy store directory auth script util homeserver)
+  if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${area}.cmake)
+    include(${CMAKE_CURRENT_LIST_DIR}/${area}.cmake)
+  endif()
+endforeach()
