@@ -90,8 +90,8 @@ int admin_http_add_health(struct admin_http *a, const char *name, admin_health_f
 
 /*
  * Adds a GET (and HEAD) route at exact <path>, or at every path under a prefix when
- * <path> ends in "/*" ("/api/registrations/*" matches "/api/registrations/x" and
- * "/api/registrations"). Exact routes win over prefixes, longer prefixes over shorter.
+ * <path> ends in a slash: "/api/registrations/" matches "/api/registrations/x" and
+ * "/api/registrations". Exact routes win over prefixes, longer prefixes over shorter.
  * admin_http_add_action() is the same for POST. <path> is copied. Returns 0 or -1.
  */
 int admin_http_add_route(struct admin_http *a, const char *path, admin_route_fn *fn, void *arg);
