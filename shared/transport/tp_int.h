@@ -1,0 +1,157 @@
+/*
+ * tp_int: types shared by tp.c, tp_udp.c and tp_tcp.c. Not for use outside
+ * shared/transport/ (the public contract is tp.h).
+ *
+ * Ownership: struct tp owns its listeners, its connections (live ones in the two
+ * hash tables, closing ones on the dead list until the reaper frees them) and the
+ * queue of undelivered messages waiting for the tp_fail_fn.
+ */
+#ifndef PARLEY_TRANSPORT_TP_INT_H
+#define PARLEY_TRANSPORT_TP_INT_H
+
+#include "transport/tp.h"
+
+#include <event2/event.h>
+#include <netinet/in.h>
+
+struct bufferevent;
+struct evconnlistener;
+
+#define TP_UDP_BATCH 32                  /* datagrams per recvmmsg() wakeup */
+#define TP_UDP_SOCKBUF (4 * 1024 * 1024) /* SO_RCVBUF / SO_SNDBUF */
+
+struct tp_listener {
+    struct tp *tp;
+    enum tp_proto proto;
+    enum tp_class cls;              /* given to connections accepted here */
+    struct tp_addr addr;            /* bound address (real port after bind) */
+    int fd;                         /* UDP socket; -1 for streams (owned by el) */
+    struct event *ev;               /* UDP read event */
+    struct evconnlistener *el;      /* TCP/TLS accept; NULL once stopped */
+    struct tp_listener *next;
+};
+
+/* A message copied while an outgoing connection is being set up. */
+struct tp_qmsg {
+    struct tp_qmsg *next;
+    size_t len;
+    char data[];
+};
+
+/* A message whose delivery failed, waiting for the deferred tp_fail_fn call. */
+struct tp_failed {
+    struct tp_failed *next;
+    struct tp_addr dst;
+    enum tp_proto proto;
+    size_t len;
+    char data[];
+};
+
+/* One write to a connected stream's output buffer: a message or a keep-alive pong. */
+struct tp_outrec {
+    size_t len;
+    bool is_msg;
+};
+
+/*
+ * A stream connection. Invariants: a live connection (closing == false) is in
+ * both tables (by id and by peer); once closing it is in neither, sits on
+ * tp->dead, has its callbacks disabled and is freed by the reaper only, so a
+ * pointer held on a callback stack stays valid until the loop runs again.
+ * While connecting (outgoing, connected == false) output waits in qhead..qtail;
+ * afterwards it goes straight to the bufferevent and out_lens remembers the
+ * lengths of messages possibly still in its output buffer, so their bytes can be
+ * handed to the tp_fail_fn if the connection dies first.
+ */
+struct tp_conn {
+    struct tp *tp;
+    uint64_t id;
+    enum tp_proto proto;
+    enum tp_class cls;
+    struct tp_addr peer;
+    struct tp_addr local;
+    struct tp_listener *lis;        /* accepted on; NULL for outgoing */
+    struct bufferevent *bev;
+    struct event *timer;            /* connect timeout, then idle timeout */
+    uint64_t last_active_ms;
+    unsigned pending;               /* proxy layer's outstanding server tx count */
+    bool outgoing;
+    bool connected;
+    bool closing;                   /* on the dead list, waiting for the reaper */
+    bool close_after_write;         /* tp_conn_close(now = false) was called */
+
+    struct tp_qmsg *qhead, *qtail;  /* queued while connecting */
+    size_t qbytes;
+
+    struct tp_outrec *out_lens;     /* ring of recent writes (outgoing only) */
+    size_t out_cap, out_first, out_count, out_sum;
+
+    struct tp_conn *id_next;        /* chain in tp->by_id */
+    struct tp_conn *peer_next;      /* chain in tp->by_peer */
+    struct tp_conn *dead_next;      /* chain in tp->dead */
+};
+
+struct tp {
+    struct event_base *base;
+    struct tp_limits lim;
+    tp_recv_fn *recv_cb;
+    tp_fail_fn *fail_cb;
+    void *arg;
+
+    struct tp_listener *listeners;  /* in tp_listen() order */
+    uint64_t next_id;               /* next connection id; starts at 1 */
+
+    struct tp_conn **by_id;         /* hash: id -> conn */
+    struct tp_conn **by_peer;       /* hash: (proto, peer) -> conn */
+    size_t nbuckets;                /* power of two, shared by both tables */
+    size_t nconns;                  /* live connections in the tables */
+
+    struct tp_conn *dead;           /* closing, freed by reaper */
+    struct event *reaper;
+    struct tp_failed *fhead, *ftail;
+    struct event *fail_ev;
+
+    char *udp_buf;                  /* TP_UDP_BATCH * max_msg_size, lazily allocated */
+    struct tp_stats stats;
+};
+
+/* Length of the sockaddr in <a> by its family (0 for an unset address). */
+static inline socklen_t
+tp_addr_socklen(const struct tp_addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return (socklen_t)sizeof(struct sockaddr_in);
+    if (a->ss.ss_family == AF_INET6)
+        return (socklen_t)sizeof(struct sockaddr_in6);
+    return 0;
+}
+
+/* tp.c */
+struct tp_conn *tp_conn_new(struct tp *tp, enum tp_proto proto, const struct tp_addr *peer,
+                            struct tp_listener *lis);
+void tp_conn_insert(struct tp *tp, struct tp_conn *conn);
+/* Frees a connection that never went live (not in the tables, no callbacks pending). */
+void tp_conn_destroy(struct tp_conn *conn);
+/* Marks <conn> closing, hands unsent messages of an outgoing one to the fail queue,
+ * schedules the reaper. Safe inside the connection's own callbacks. */
+void tp_conn_kill(struct tp_conn *conn, const char *why);
+struct tp_conn *tp_conn_find_peer(struct tp *tp, enum tp_proto proto, const struct tp_addr *peer);
+void tp_fail_queue(struct tp *tp, const char *buf, size_t len, const struct tp_addr *dst,
+                   enum tp_proto proto);
+void tp_deliver(struct tp *tp, struct tp_rx *rx);
+
+/* tp_udp.c */
+struct tp_listener *tp_udp_listen(struct tp *tp, const struct tp_addr *addr);
+void tp_udp_close(struct tp_listener *lis);
+int tp_udp_send(struct tp *tp, const struct tp_addr *dst, const char *buf, size_t len);
+
+/* tp_tcp.c (also carries TLS once it lands: only bufferevent creation differs) */
+struct tp_listener *tp_stream_listen(struct tp *tp, enum tp_proto proto, const struct tp_addr *addr);
+void tp_stream_stop(struct tp_listener *lis);
+int tp_stream_send(struct tp *tp, const struct tp_dest *dst, const char *buf, size_t len);
+int tp_stream_conn_send(struct tp_conn *conn, const char *buf, size_t len);
+void tp_stream_conn_close_soft(struct tp_conn *conn);
+/* Appends to <conn>'s dead list failures all messages not yet written. */
+void tp_stream_collect_unsent(struct tp_conn *conn);
+
+#endif
