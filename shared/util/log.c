@@ -55,6 +55,9 @@ put_json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
+static void log_vwrite(enum log_level lvl, const char *module, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
 static void
 log_vwrite(enum log_level lvl, const char *module, const char *fmt, va_list ap)
 {
