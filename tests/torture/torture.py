@@ -492,8 +492,14 @@ def main():
                     help='pause between bytes in tcp1 mode (default 0.0002 s)')
     ap.add_argument('--only', help='comma-separated message names to run')
     ap.add_argument('--self-test', action='store_true', help='check manifest and files, no server')
+    ap.add_argument('--probe-only', action='store_true',
+                    help='send one OPTIONS probe; exit 0 if answered (readiness check)')
     ap.add_argument('-v', '--verbose', action='store_true')
     args = ap.parse_args()
+    if args.probe_only:
+        if not args.udp:
+            ap.error('--probe-only needs --udp')
+        return 0 if Driver(parse_addr(args.udp), None, args.wait, 0, False).probe() else 1
     cases, errors = load_manifest(args.manifest)
     if args.self_test:
         return self_test(cases, errors)
