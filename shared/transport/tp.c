@@ -660,7 +660,11 @@ tp_parse_listen_spec(const char *spec, enum tp_proto *proto, struct tp_addr *add
         }
         errno = 0;
         port = strtoul(port_s, &end, 10);
-        if (errno != 0 || *end != '\0' || port > 65535) {
+        if (*end != '\0') {
+            snprintf(err, errlen, "listen address '%s': port '%s' is not a number", spec, port_s);
+            goto out;
+        }
+        if (errno != 0 || port > 65535) {
             snprintf(err, errlen, "listen address '%s': port '%s' is not in 0..65535", spec, port_s);
             goto out;
         }
