@@ -1313,7 +1313,8 @@ cfg_print_help(struct cfg *cfg, FILE *out)
                 continue;
             env_name(o->name, env, sizeof env);
             range_text(o, range, sizeof range);
-            fprintf(out, "  --%s %s\n      %s\n      env %s", o->name, type_word(o->type),
+            fprintf(out, "  --%s%s%s\n      %s\n      env %s", o->name,
+                    o->type == CFG_BOOL ? "" : " ", type_word(o->type),
                     o->help ? o->help : "", env);
             if (o->def)
                 fprintf(out, "; default %s", o->def[0] ? o->def : "\"\"");
