@@ -642,11 +642,13 @@ test_help_and_version(void **state)
     assert_non_null(strstr(h, "Usage: parley-test"));
     for (size_t i = 0; i < NROWS; i++) {
         char needle[64];
-        snprintf(needle, sizeof needle, "  --%s ", rows[i].name);
-        if (!strstr(h, needle))
-            fail_msg("help lacks %s", needle);
+        snprintf(needle, sizeof needle, "\n  --%s", rows[i].name);
+        const char *p = strstr(h, needle);
+        if (!p || (p[strlen(needle)] != ' ' && p[strlen(needle)] != '['))
+            fail_msg("help lacks %s", needle + 1);
     }
     assert_non_null(strstr(h, "env PARLEY_TIMEOUT; default 2s; range 100ms..1m; reloadable"));
+    assert_non_null(strstr(h, "\n  --flag[=BOOL]\n      a switch\n"));
 
     struct settings st = {0};
     struct cfg *cfg = cfg_new("prog", "9.9");
