@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -795,8 +796,10 @@ import_row(struct import *im, struct seen_set *seen, char *line, size_t lineno, 
     nf = split_csv(line, f, 5);
     if (*maybe_header) {
         *maybe_header = false;
-        if (nf >= 1 && strchr(f[0], '@') == NULL)
-            return 0;   /* header line: "user@domain,password,home,display" without an '@' value */
+        /* optional header line, e.g. "user@domain,password,home,display" */
+        if (nf >= 1 && (strchr(f[0], '@') == NULL || strcasecmp(f[0], "user@domain") == 0 ||
+                        (nf >= 2 && strcasecmp(f[1], "password") == 0)))
+            return 0;
     }
     if (nf < 0) {
         row_error(im, lineno, "%s", "bad CSV quoting or too many columns; row skipped");
