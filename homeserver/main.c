@@ -1,0 +1,528 @@
+/*
+ * parley-homeserver: User Services (registrar; presence, contact lists and the
+ * application chain come in their own modules) over the shared proxy core.
+ *
+ * Stages, as wired here (design §2): transport -> parse -> transaction -> proxy
+ * checks (Max-Forwards, loops, Proxy-Require, Route pre-processing) -> User Services
+ * (REGISTER; requests to local users resolved through the location table) ->
+ * protocol stack (Route / maddr / Request-URI).
+ */
+#define LOG_MODULE "homeserver"
+
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "proxy/px.h"
+#include "store/store.h"
+#include "us_location.h"
+#include "us_registrar.h"
+#include "util/admin_http.h"
+#include "util/cfg.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "util/metrics.h"
+
+#ifndef PARLEY_VERSION
+#define PARLEY_VERSION "0.1.0"
+#endif
+
+struct hs_settings {
+    struct cfg_list listen;
+    char *domain;
+    char *data_dir;
+    char *advertise;
+    char *admin;
+    char *admin_token;
+    long long min_expires;
+    long long max_expires;
+    long long default_expires;
+    long long max_contacts;
+    long long max_msg_size;
+    long long max_headers;
+    long long t1_ms;
+    long long tx_lifetime_ms;
+    long long idle_timeout_ms;
+    long long max_conns;
+    long long shutdown_grace_ms;
+    bool record_route;
+};
+
+#define ROW(n, t, d, lo, hi, rl, req, h, f) {n, t, d, lo, hi, rl, req, h, offsetof(struct hs_settings, f)}
+static const struct cfg_opt hs_rows[] = {
+    ROW("listen", CFG_LIST, "udp:127.0.0.1:5060,tcp:127.0.0.1:5060", 0, 0, false, true,
+        "SIP listener, proto:host:port (udp, tcp); repeatable", listen),
+    ROW("domain", CFG_STR, NULL, 0, 0, false, true, "the SIP domain this server serves, e.g. example.com",
+        domain),
+    ROW("data-dir", CFG_STR, NULL, 0, 0, false, true, "directory of the sqlite store (created if absent)",
+        data_dir),
+    ROW("advertise", CFG_STR, NULL, 0, 0, false, false,
+        "host name or address put in Via and Record-Route (default: the listener's address)", advertise),
+    ROW("admin", CFG_STR, "127.0.0.1:0", 0, 0, false, false,
+        "admin HTTP endpoint address (/healthz, /metrics, /config, /api/...); empty = off", admin),
+    ROW("admin-token", CFG_STR, NULL, 0, 0, true, false, "bearer token required by the admin endpoint",
+        admin_token),
+    ROW("min-expires", CFG_INT, "60", 1, 86400, true, false,
+        "shortest registration interval accepted (else 423)", min_expires),
+    ROW("max-expires", CFG_INT, "7200", 1, 604800, true, false, "longer registrations are shortened to this",
+        max_expires),
+    ROW("default-expires", CFG_INT, "3600", 1, 604800, true, false,
+        "registration interval when the REGISTER names none", default_expires),
+    ROW("max-contacts", CFG_INT, "32", 1, 1024, true, false, "bindings per address of record", max_contacts),
+    ROW("max-message-size", CFG_SIZE, "64k", 1024, 1048576, false, false,
+        "largest SIP message accepted (bigger: 413 or connection closed)", max_msg_size),
+    ROW("max-headers", CFG_INT, "256", 16, 4096, false, false, "most header lines in one message",
+        max_headers),
+    ROW("timer-t1", CFG_DURATION_MS, "500ms", 50, 10000, false, false, "RFC 3261 T1 (retransmission base)",
+        t1_ms),
+    ROW("transaction-lifetime", CFG_DURATION_MS, "32s", 1000, 600000, false, false,
+        "longest a server transaction waits for a final answer (a provisional restarts it)",
+        tx_lifetime_ms),
+    ROW("idle-timeout", CFG_DURATION_MS, "300s", 1000, 86400000, false, false,
+        "stream connections without traffic are closed after this", idle_timeout_ms),
+    ROW("max-connections", CFG_INT, "10000", 1, 1000000, false, false, "accepted stream connections",
+        max_conns),
+    ROW("shutdown-grace", CFG_DURATION_MS, "2s", 0, 60000, false, false,
+        "on SIGTERM, how long transactions in flight may finish", shutdown_grace_ms),
+    ROW("record-route", CFG_BOOL, "true", 0, 0, false, false,
+        "Record-Route dialog-creating requests (keep the home server in the dialog)", record_route),
+};
+
+struct hs {
+    struct event_base *base;
+    struct hs_settings set;
+    struct cfg *cfg;
+    struct px *px;
+    struct store *st;
+    struct us_location *loc;
+    struct us_registrar *reg;
+    struct metrics *metrics;
+    struct admin_http *admin;
+    struct event *sig_term, *sig_int, *sig_hup;
+    bool stopping;
+};
+
+/* ------------------------------------------------------------------ routing */
+
+/* A request for one of our users: its bindings (or the one its To;epid names) are the targets. */
+static enum px_verdict
+route_local_user(struct hs *hs, struct px_req *req, const char *aor)
+{
+    struct sip_msg *msg = px_req_msg(req);
+    struct us_aor *a = us_loc_find(hs->loc, aor);
+    int64_t now = clock_wall_s();
+    const char *epid = NULL;
+    int n = 0;
+    osip_generic_param_t *p = NULL;
+
+    if (msg->osip->to && osip_generic_param_get_byname(&msg->osip->to->gen_params, "epid", &p) == 0 && p)
+        epid = p->gvalue;
+    if (a == NULL) {
+        px_reply(req, 404, "Not Found");
+        return PX_ANSWERED;
+    }
+    for (struct us_binding *b = a->bindings; b; b = b->next) {
+        struct px_target t = {0};
+        if (b->expires_at <= now)
+            continue;
+        if (epid && (b->epid == NULL || strcmp(b->epid, epid) != 0))
+            continue;
+        t.uri = b->contact;
+        t.route_set = b->path;
+        t.conn_id = b->conn_id;
+        t.q = b->q;
+        if (px_add_target(req, &t) == 0)
+            n++;
+    }
+    if (n == 0) {
+        /* Registered, but no binding is usable (expired, or not the endpoint asked for). */
+        px_reply(req, 480, "Temporarily Unavailable");
+        return PX_ANSWERED;
+    }
+    return PX_FORWARD;
+}
+
+static enum px_verdict
+answer_options(struct px_req *req)
+{
+    struct sip_msg *resp = px_reply_build(req, 200, NULL);
+
+    if (resp == NULL)
+        return PX_ANSWERED;
+    sip_msg_add_header(resp, "Allow",
+                       "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, INFO, REGISTER, UPDATE, PRACK, REFER, NOTIFY");
+    sip_msg_add_header(resp, "Accept", "application/sdp, text/plain");
+    sip_msg_add_header(resp, "Supported", "path");
+    px_reply_msg(req, resp);
+    sip_msg_free(resp);
+    return PX_ANSWERED;
+}
+
+static enum px_verdict
+hs_handle(struct px_req *req, void *arg)
+{
+    struct hs *hs = arg;
+    struct sip_msg *msg = px_req_msg(req);
+    osip_uri_t *ru = sip_msg_ruri(msg);
+    bool ours;
+    char aor[512];
+
+    /* Strict-routed requests (a Route remains) go to the protocol stack (design §2). */
+    if (px_req_has_route(req))
+        return PX_ROUTE;
+    ours = ru && ru->host &&
+           (px_is_our_domain(hs->px, ru->host) || px_is_us(hs->px, ru->host, sip_uri_port(ru, 5060)));
+    if (msg->method == SIP_REGISTER) {
+        if (!ours) {
+            px_reply(req, 403, "Domain Not Served Here");
+            return PX_ANSWERED;
+        }
+        return us_registrar_handle(hs->reg, req, hs->set.domain);
+    }
+    if (!ours)
+        return PX_ROUTE;
+    if (ru->username == NULL) {
+        if (msg->method == SIP_OPTIONS)
+            return answer_options(req);
+        px_reply(req, 404, "No User In Request-URI");
+        return PX_ANSWERED;
+    }
+    if (sip_msg_max_forwards(msg) == 0) {
+        px_reply(req, 483, NULL);   /* an OPTIONS for a user, with no hops left */
+        return PX_ANSWERED;
+    }
+    switch (msg->method) {
+    case SIP_SUBSCRIBE:
+        px_reply(req, 489, "Bad Event");   /* the presence agent is not in this server yet */
+        return PX_ANSWERED;
+    case SIP_PUBLISH:
+    case SIP_SERVICE:
+        px_reply(req, 501, NULL);
+        return PX_ANSWERED;
+    default:
+        break;
+    }
+    /* user@domain: the host may be one of our addresses; the AOR is always in our domain. */
+    snprintf(aor, sizeof aor, "%s@%s", ru->username, hs->set.domain);
+    for (char *c = aor; *c; c++)
+        *c = (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c);
+    return route_local_user(hs, req, aor);
+}
+
+/* ------------------------------------------------------------------ admin */
+
+static bool
+health_store(void *arg, char *reason, size_t len)
+{
+    struct hs *hs = arg;
+
+    if (!store_healthy(hs->st)) {
+        snprintf(reason, len, "last commit failed");
+        return false;
+    }
+    return true;
+}
+
+static bool
+health_listeners(void *arg, char *reason, size_t len)
+{
+    struct hs *hs = arg;
+
+    if (tp_listener_first(px_tp(hs->px), TP_UDP) == NULL && tp_listener_first(px_tp(hs->px), TP_TCP) == NULL) {
+        snprintf(reason, len, "no listener");
+        return false;
+    }
+    if (hs->stopping) {
+        snprintf(reason, len, "shutting down");
+        return false;
+    }
+    return true;
+}
+
+static int
+api_registrations(struct admin_req *r, struct evbuffer *out, void *arg)
+{
+    struct hs *hs = arg;
+    const char *aor = admin_req_query(r, "aor");
+    struct us_aor *a;
+    int64_t now = clock_wall_s();
+    bool first = true;
+
+    admin_req_set_content_type(r, "application/json");
+    if (aor == NULL) {
+        evbuffer_add_printf(out, "{\"error\":\"aor parameter required\"}\n");
+        return 400;
+    }
+    a = us_loc_find(hs->loc, aor);
+    evbuffer_add_printf(out, "{\"aor\":");
+    admin_json_str(out, aor);
+    evbuffer_add_printf(out, ",\"bindings\":[");
+    for (struct us_binding *b = a ? a->bindings : NULL; b; b = b->next) {
+        if (b->expires_at <= now)
+            continue;
+        evbuffer_add_printf(out, "%s{\"contact\":", first ? "" : ",");
+        admin_json_str(out, b->contact);
+        evbuffer_add_printf(out, ",\"epid\":");
+        admin_json_str(out, b->epid ? b->epid : "");
+        evbuffer_add_printf(out, ",\"expires\":%lld,\"q\":%d,\"received\":", (long long)(b->expires_at - now),
+                            b->q);
+        admin_json_str(out, b->received ? b->received : "");
+        evbuffer_add_printf(out, ",\"path\":");
+        admin_json_str(out, b->path ? b->path : "");
+        evbuffer_add_printf(out, ",\"instance\":");
+        admin_json_str(out, b->instance ? b->instance : "");
+        evbuffer_add_printf(out, ",\"user_agent\":");
+        admin_json_str(out, b->user_agent ? b->user_agent : "");
+        evbuffer_add_printf(out, "}");
+        first = false;
+    }
+    evbuffer_add_printf(out, "]}\n");
+    return 200;
+}
+
+#define STAT_FN(name, expr)                                                                            \
+    static double name(void *arg)                                                                      \
+    {                                                                                                  \
+        struct hs *hs = arg;                                                                           \
+        return (double)(expr);                                                                         \
+    }
+STAT_FN(m_rx_requests, px_stats(hs->px)->rx_requests)
+STAT_FN(m_rx_responses, px_stats(hs->px)->rx_responses)
+STAT_FN(m_parse_errors, px_stats(hs->px)->parse_errors)
+STAT_FN(m_forwarded, px_stats(hs->px)->forwarded)
+STAT_FN(m_stateless, px_stats(hs->px)->stateless_forwarded)
+STAT_FN(m_483, px_stats(hs->px)->replies_483)
+STAT_FN(m_482, px_stats(hs->px)->replies_482)
+STAT_FN(m_404, px_stats(hs->px)->replies_404)
+STAT_FN(m_408, px_stats(hs->px)->replies_408)
+STAT_FN(m_504, px_stats(hs->px)->replies_504)
+STAT_FN(m_tx_server, tx_layer_stats(px_txl(hs->px))->live_server)
+STAT_FN(m_tx_client, tx_layer_stats(px_txl(hs->px))->live_client)
+STAT_FN(m_tx_timeouts, tx_layer_stats(px_txl(hs->px))->timeouts)
+STAT_FN(m_tx_retx, tx_layer_stats(px_txl(hs->px))->retransmits_sent)
+STAT_FN(m_tp_rx, tp_stats(px_tp(hs->px))->rx_msgs)
+STAT_FN(m_tp_tx, tp_stats(px_tp(hs->px))->tx_msgs)
+STAT_FN(m_tp_conns, tp_stats(px_tp(hs->px))->conns_open)
+STAT_FN(m_tp_oversize, tp_stats(px_tp(hs->px))->rx_oversize)
+STAT_FN(m_aors, us_loc_aor_count(hs->loc))
+STAT_FN(m_bindings, us_loc_binding_count(hs->loc))
+STAT_FN(m_commits, store_stats(hs->st)->commits)
+STAT_FN(m_commit_fail, store_stats(hs->st)->commit_fail)
+STAT_FN(m_commit_us, store_stats(hs->st)->last_commit_us)
+
+static void
+register_metrics(struct hs *hs)
+{
+    struct metrics *m = hs->metrics;
+
+    metrics_add_process(m);
+    metrics_counter_fn(m, "parley_sip_requests_received_total", "SIP requests received", m_rx_requests, hs);
+    metrics_counter_fn(m, "parley_sip_responses_received_total", "SIP responses received", m_rx_responses, hs);
+    metrics_counter_fn(m, "parley_sip_parse_errors_total", "messages refused by the parser", m_parse_errors, hs);
+    metrics_counter_fn(m, "parley_proxy_forwarded_total", "requests forwarded statefully", m_forwarded, hs);
+    metrics_counter_fn(m, "parley_proxy_stateless_forwarded_total", "messages forwarded statelessly",
+                       m_stateless, hs);
+    metrics_series_fn_labels(m, METRIC_COUNTER, "parley_proxy_rejections_total", "requests refused by reason",
+                             m_483, hs, "reason", "too_many_hops", (const char *)NULL);
+    metrics_series_fn_labels(m, METRIC_COUNTER, "parley_proxy_rejections_total", "requests refused by reason",
+                             m_482, hs, "reason", "loop", (const char *)NULL);
+    metrics_series_fn_labels(m, METRIC_COUNTER, "parley_proxy_rejections_total", "requests refused by reason",
+                             m_404, hs, "reason", "not_found", (const char *)NULL);
+    metrics_series_fn_labels(m, METRIC_COUNTER, "parley_proxy_rejections_total", "requests refused by reason",
+                             m_408, hs, "reason", "timeout", (const char *)NULL);
+    metrics_series_fn_labels(m, METRIC_COUNTER, "parley_proxy_rejections_total", "requests refused by reason",
+                             m_504, hs, "reason", "unreachable", (const char *)NULL);
+    metrics_gauge_fn_labels(m, "parley_transactions", "live transactions", m_tx_server, hs, "kind", "server");
+    metrics_gauge_fn_labels(m, "parley_transactions", "live transactions", m_tx_client, hs, "kind", "client");
+    metrics_counter_fn(m, "parley_transaction_timeouts_total", "transactions timed out", m_tx_timeouts, hs);
+    metrics_counter_fn(m, "parley_transaction_retransmits_total", "retransmissions sent", m_tx_retx, hs);
+    metrics_counter_fn(m, "parley_transport_messages_received_total", "messages received", m_tp_rx, hs);
+    metrics_counter_fn(m, "parley_transport_messages_sent_total", "messages sent", m_tp_tx, hs);
+    metrics_gauge_fn(m, "parley_transport_connections", "open stream connections", m_tp_conns, hs);
+    metrics_counter_fn(m, "parley_transport_oversize_total", "messages over the size limit", m_tp_oversize, hs);
+    metrics_gauge_fn(m, "parley_registrar_aors", "addresses of record with bindings", m_aors, hs);
+    metrics_gauge_fn(m, "parley_registrar_bindings", "registered bindings", m_bindings, hs);
+    metrics_counter_fn(m, "parley_store_commits_total", "store transactions committed", m_commits, hs);
+    metrics_counter_fn(m, "parley_store_commit_failures_total", "store commits that failed", m_commit_fail, hs);
+    metrics_gauge_fn(m, "parley_store_last_commit_microseconds", "duration of the last commit", m_commit_us, hs);
+}
+
+/* ------------------------------------------------------------------ signals */
+
+static void
+exit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hs *hs = arg;
+
+    event_base_loopexit(hs->base, NULL);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct hs *hs = arg;
+
+    if (sig == SIGHUP) {
+        struct cfg_error err;
+        int n = cfg_reload(hs->cfg, &err);
+        if (n < 0)
+            log_err("reload failed: %s", err.msg);
+        else
+            log_info("configuration reloaded, %d setting(s) changed", n);
+        return;
+    }
+    if (hs->stopping) {
+        event_base_loopexit(hs->base, NULL);
+        return;
+    }
+    /* SIGTERM/SIGINT: refuse new work, let transactions in flight finish (bounded). */
+    hs->stopping = true;
+    log_info("shutting down (grace %lld ms)", hs->set.shutdown_grace_ms);
+    px_shutdown(hs->px);
+    tp_stop_listening(px_tp(hs->px));
+    {
+        struct timeval tv = {hs->set.shutdown_grace_ms / 1000, (hs->set.shutdown_grace_ms % 1000) * 1000};
+        event_base_once(hs->base, -1, EV_TIMEOUT, exit_cb, hs, &tv);
+    }
+}
+
+/* Apply reloadable registrar settings after a reload. */
+static int
+apply_settings(struct cfg *cfg, void *arg, struct cfg_error *err)
+{
+    struct hs *hs = arg;
+
+    if (hs->set.min_expires > hs->set.max_expires) {
+        cfg_error_set(err, "min-expires (%lld) is above max-expires (%lld)", hs->set.min_expires,
+                      hs->set.max_expires);
+        return -1;
+    }
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct hs hs;
+    struct cfg_error cerr;
+    struct px_opts po;
+    struct store_opts so;
+    struct us_registrar_opts ro;
+    char err[256];
+    int rc, status = 1;
+
+    memset(&hs, 0, sizeof hs);
+    signal(SIGPIPE, SIG_IGN);
+    hs.cfg = cfg_new("parley-homeserver", PARLEY_VERSION);
+    cfg_set_description(hs.cfg,
+                        "Parley home server: registrar and User Services for the users homed on it, "
+                        "and a transaction-stateful SIP proxy.");
+    cfg_register_log(hs.cfg);
+    cfg_register(hs.cfg, "homeserver", hs_rows, sizeof hs_rows / sizeof hs_rows[0], &hs.set);
+    cfg_add_check(hs.cfg, apply_settings, &hs);
+    rc = cfg_load(hs.cfg, argc, argv, &cerr);
+    if (rc == CFG_EXIT) {
+        cfg_free(hs.cfg);
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "parley-homeserver: %s\n", cerr.msg);
+        cfg_free(hs.cfg);
+        return 2;
+    }
+    hs.base = event_base_new();
+    if (hs.base == NULL)
+        goto out;
+    if (mkdir(hs.set.data_dir, 0750) != 0 && errno != EEXIST) {
+        log_err("cannot create data dir %s", hs.set.data_dir);
+        goto out;
+    }
+    memset(&so, 0, sizeof so);
+    so.data_dir = hs.set.data_dir;
+    hs.st = store_open(hs.base, &so, err, sizeof err);
+    if (hs.st == NULL) {
+        log_err("store: %s", err);
+        goto out;
+    }
+    hs.loc = us_loc_new();
+    ro.min_expires = hs.set.min_expires;
+    ro.max_expires = hs.set.max_expires;
+    ro.default_expires = hs.set.default_expires;
+    ro.max_contacts = hs.set.max_contacts;
+    hs.reg = us_registrar_new(hs.base, &ro, hs.loc, hs.st);
+    if (hs.loc == NULL || hs.reg == NULL)
+        goto out;
+    {
+        long n = us_registrar_load(hs.reg);
+        if (n < 0) {
+            log_err("cannot load registrations");
+            goto out;
+        }
+        log_info("loaded %ld registrations from the store", n);
+    }
+    px_opts_default(&po);
+    po.domain = hs.set.domain;
+    po.advertise = hs.set.advertise;
+    po.record_route = hs.set.record_route;
+    po.sip.max_msg_size = (size_t)hs.set.max_msg_size;
+    po.sip.max_headers = (unsigned)hs.set.max_headers;
+    po.tp.max_msg_size = (size_t)hs.set.max_msg_size;
+    po.tp.idle_timeout_s = (unsigned)(hs.set.idle_timeout_ms / 1000);
+    po.tp.max_conns = (unsigned)hs.set.max_conns;
+    po.tx.t1_ms = (unsigned)hs.set.t1_ms;
+    po.tx.max_lifetime_ms = (unsigned)hs.set.tx_lifetime_ms;
+    hs.px = px_new(hs.base, &po, hs_handle, &hs);
+    if (hs.px == NULL)
+        goto out;
+    for (size_t i = 0; i < hs.set.listen.n; i++) {
+        if (px_listen(hs.px, hs.set.listen.v[i]) != 0)
+            goto out;
+        log_info("listening on %s", hs.set.listen.v[i]);
+    }
+    hs.metrics = metrics_new();
+    register_metrics(&hs);
+    if (hs.set.admin && hs.set.admin[0]) {
+        hs.admin = admin_http_start(hs.base, hs.set.admin, hs.set.admin_token, hs.metrics, hs.cfg);
+        if (hs.admin == NULL)
+            goto out;
+        admin_http_add_health(hs.admin, "store", health_store, &hs);
+        admin_http_add_health(hs.admin, "listeners", health_listeners, &hs);
+        admin_http_add_route(hs.admin, "/api/registrations", api_registrations, &hs);
+        log_info("admin endpoint on port %d", admin_http_port(hs.admin));
+    }
+    hs.sig_term = evsignal_new(hs.base, SIGTERM, signal_cb, &hs);
+    hs.sig_int = evsignal_new(hs.base, SIGINT, signal_cb, &hs);
+    hs.sig_hup = evsignal_new(hs.base, SIGHUP, signal_cb, &hs);
+    event_add(hs.sig_term, NULL);
+    event_add(hs.sig_int, NULL);
+    event_add(hs.sig_hup, NULL);
+    log_info("parley-homeserver %s serving domain %s", PARLEY_VERSION, hs.set.domain);
+    event_base_dispatch(hs.base);
+    status = 0;
+    log_info("stopped");
+out:
+    if (hs.sig_term)
+        event_free(hs.sig_term);
+    if (hs.sig_int)
+        event_free(hs.sig_int);
+    if (hs.sig_hup)
+        event_free(hs.sig_hup);
+    admin_http_free(hs.admin);
+    px_free(hs.px);
+    us_registrar_free(hs.reg);
+    store_close(hs.st);
+    us_loc_free(hs.loc);
+    metrics_free(hs.metrics);
+    if (hs.base)
+        event_base_free(hs.base);
+    cfg_free(hs.cfg);
+    return status;
+}

@@ -1,0 +1,102 @@
+/*
+ * px: the proxy core — receive path, RFC 3261 §16 stateful proxying and the protocol
+ * stack (where a request goes next, design §2).
+ *
+ * One struct px per event loop ties transport, parsing and transactions together:
+ *   tp (bytes) -> px_receive -> sip_msg_parse -> tx_receive -> px request handling:
+ *   §16.3 checks (Max-Forwards 483, loop 482, Proxy-Require 420), §16.4 Route
+ *   pre-processing, CANCEL (§16.10), then the role's handler (User Services on a home
+ *   server), then forwarding: one client transaction per target, forking in parallel
+ *   within a q-value group and in sequence between groups (highest q first), best
+ *   response per §16.7, Record-Route on dialog-creating requests.
+ *
+ * The role handler gets a struct px_req and either answers it (px_reply*), returns
+ * targets (px_add_target), lets the stack route it by Route/Request-URI, or suspends
+ * it (takes a reference with px_req_ref and answers later, e.g. after a store commit).
+ */
+#ifndef PARLEY_PROXY_PX_H
+#define PARLEY_PROXY_PX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sip/sip_msg.h"
+#include "transaction/tx.h"
+#include "transport/tp.h"
+
+struct event_base;
+struct px;
+struct px_req;
+
+enum px_verdict {
+    PX_ROUTE = 0,    /* let the protocol stack route it (Route, maddr, Request-URI) */
+    PX_ANSWERED,     /* the handler sent a final response */
+    PX_FORWARD,      /* the handler added targets with px_add_target() */
+    PX_SUSPENDED,    /* the handler took a reference and will answer later */
+};
+
+typedef enum px_verdict px_request_fn(struct px_req *req, void *arg);
+
+struct px_opts {
+    const char *advertise;       /* host for Via/Record-Route; NULL = the listener's address */
+    const char *domain;          /* the SIP domain served (home server) or NULL */
+    bool record_route;           /* Record-Route dialog-creating requests (default true) */
+    unsigned max_branches;       /* per request (default 16) */
+    struct sip_limits sip;
+    struct tp_limits tp;
+    struct tx_opts tx;
+};
+
+struct px_stats {
+    uint64_t rx_requests, rx_responses, parse_errors, dropped;
+    uint64_t replies_483, replies_482, replies_420, replies_404, replies_408, replies_504;
+    uint64_t forwarded, stateless_forwarded, cancels;
+};
+
+/* One target of a request (a registered contact, a static route's gateway, ...). */
+struct px_target {
+    const char *uri;             /* new Request-URI */
+    const char *route_set;       /* comma-separated Route URIs to push (a Path), or NULL */
+    uint64_t conn_id;            /* send on this connection if still open (registration flow) */
+    int q;                       /* 0..1000, higher first */
+};
+
+void px_opts_default(struct px_opts *opts);
+
+struct px *px_new(struct event_base *base, const struct px_opts *opts, px_request_fn *handler,
+                  void *arg);
+void px_free(struct px *px);
+struct tp *px_tp(struct px *px);
+struct tx_layer *px_txl(struct px *px);
+const struct px_stats *px_stats(const struct px *px);
+/* Opens a listener from a spec "udp:127.0.0.1:5060". 0 or -1 (logged). */
+int px_listen(struct px *px, const char *spec);
+/* Stops accepting new requests (SIGTERM): new requests get 503 from then on. */
+void px_shutdown(struct px *px);
+
+/* Is <host>:<port> one of our own addresses (a listener or the advertised name)? */
+bool px_is_us(const struct px *px, const char *host, uint16_t port);
+/* Is <host> our domain (case-insensitive)? */
+bool px_is_our_domain(const struct px *px, const char *host);
+
+/* The request being handled. */
+struct sip_msg *px_req_msg(const struct px_req *req);
+struct tx *px_req_tx(const struct px_req *req);
+const struct tp_rx *px_req_rx(const struct px_req *req);   /* valid during the handler call only */
+uint64_t px_req_conn_id(const struct px_req *req);
+const struct tp_addr *px_req_src(const struct px_req *req);
+enum tp_proto px_req_proto(const struct px_req *req);
+/* true when a Route remained after §16.4 pre-processing (design §2: strict-routed). */
+bool px_req_has_route(const struct px_req *req);
+void px_req_ref(struct px_req *req);
+void px_req_unref(struct px_req *req);
+
+/* Answers. <resp> is borrowed. */
+int px_reply(struct px_req *req, int code, const char *reason);
+int px_reply_msg(struct px_req *req, struct sip_msg *resp);
+struct sip_msg *px_reply_build(struct px_req *req, int code, const char *reason);
+
+/* Adds a forwarding target (copied). 0 or -1 when the branch limit is reached. */
+int px_add_target(struct px_req *req, const struct px_target *t);
+
+#endif
