@@ -615,15 +615,20 @@ struct ep_collect {
     struct scr_vm *vm;
     struct scr_endpoint *v;
     uint32_t n, cap;
-    bool failed;
+    bool failed;                  /* arena exhausted: the error is set */
+    bool full;                    /* SCR_MAX_ENDPOINTS kept; the rest is ignored */
 };
 
 static int
 ep_cb(void *cb_arg, const struct scr_endpoint *ep)
 {
     struct ep_collect *c = cb_arg;
-    if (c->failed || c->n >= SCR_MAX_ENDPOINTS)
+    if (c->failed || c->full)
         return -1;
+    if (c->n >= SCR_MAX_ENDPOINTS) {
+        c->full = true;
+        return -1;
+    }
     if (c->n == c->cap) {
         uint32_t cap = c->cap ? c->cap * 2 : 8;
         struct scr_endpoint *v = scr_vm_alloc(c->vm, sizeof(*v) * cap);
@@ -652,7 +657,7 @@ f_endpoints(struct scr_vm *vm, val *a, int argc, val *ret)
     if (opt_str(vm, "Endpoints", 0, &a[0], &s, &ns))
         return -1;
     if (!ns && vm->h->endpoints) {
-        if (vm->h->endpoints(vm->h->arg, s.u.s, ep_cb, &c) != 0 && !c.failed)
+        if (vm->h->endpoints(vm->h->arg, s.u.s, ep_cb, &c) != 0 && !c.failed && !c.full)
             return scr_vm_error(vm, "Endpoints(): lookup failed for '%.64s'", s.u.s);
         if (c.failed)
             return -1;

@@ -36,6 +36,8 @@ struct mock {
     int endpoint_calls;
 };
 
+static void app(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 static void
 app(char *buf, size_t size, const char *fmt, ...)
 {
@@ -470,6 +472,35 @@ test_scr_endpoint_records_expose_fields(void **state)
     assert_string_equal(m.logs, "2:e1,sip:bob@10.0.0.5,3500,busy,1000,<sip:edge;lr>,false\n"
                                 "2:e2,sip:bob@10.0.0.6,0,,0,,true\n2:0\n");
     expect_runtime_error("x = GetHeader(\"To\"); y = x.epid;", "'.epid' on string");
+}
+
+static int
+many_endpoints(void *arg, const char *aor, scr_endpoint_cb *cb, void *cb_arg)
+{
+    static const struct scr_endpoint ep = { .epid = "x", .availability = 1 };
+    if (strcmp(aor, "fail@example.com") == 0)
+        return -1;
+    for (int i = 0; i < 5000; i++) {
+        if (cb(cb_arg, &ep) != 0)
+            return -1;             /* a host may pass the stop on as -1 */
+    }
+    return 0;
+}
+
+static void
+test_scr_endpoints_are_capped_and_failures_reported(void **state)
+{
+    struct mock m;
+    struct scr_run_result res;
+    struct scr_program *p = compile_ok("Log(\"info\", Length(Endpoints(\"bob@example.com\")));"
+                                       " x = Endpoints(\"fail@example.com\");");
+    mock_invite(&m);
+    struct scr_host h = host_of(&m);
+    h.endpoints = many_endpoints;
+    assert_int_equal(scr_run(p, &h, &res), SCR_ERROR);
+    assert_string_equal(m.logs, "2:1024\n");
+    assert_non_null(strstr(res.msg, "Endpoints(): lookup failed for 'fail@example.com'"));
+    scr_program_free(p);
 }
 
 /* ---- actions ----------------------------------------------------------- */
@@ -995,6 +1026,7 @@ main(void)
         cmocka_unit_test(test_scr_message_getters),
         cmocka_unit_test(test_scr_response_accessors),
         cmocka_unit_test(test_scr_endpoint_records_expose_fields),
+        cmocka_unit_test(test_scr_endpoints_are_capped_and_failures_reported),
         cmocka_unit_test(test_scr_actions_reach_the_host),
         cmocka_unit_test(test_scr_one_terminal_action_per_message),
         cmocka_unit_test(test_scr_to_header_cannot_be_modified),
