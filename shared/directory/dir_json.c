@@ -43,7 +43,7 @@ dir_lower(char *s)
     return s;
 }
 
-static void
+static void __attribute__((format(printf, 3, 4)))
 seterr(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
