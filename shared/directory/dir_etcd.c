@@ -269,6 +269,9 @@ req_start(struct req *r)
     return 0;
 }
 
+static void watch_ended(struct dir_etcd_watch *w, CURLcode cc, long status);
+static void unary_done(struct req *r, CURLcode cc, long status);
+
 static void
 on_kick(evutil_socket_t fd, short what, void *arg)
 {
@@ -285,8 +288,13 @@ on_kick(evutil_socket_t fd, short what, void *arg)
         r->queued = false;
         mc = curl_multi_add_handle(e->multi, r->easy);
         if (mc != CURLM_OK) {
+            /* keep the promise of exactly one callback: fail it like a dead endpoint */
             log_err("etcd: curl_multi_add_handle: %s", curl_multi_strerror(mc));
-            continue;                   /* stays on e->reqs; freed with the client */
+            if (r->kind == REQ_WATCH)
+                watch_ended(r->w, CURLE_FAILED_INIT, 0);
+            else
+                unary_done(r, CURLE_FAILED_INIT, 0);
+            continue;
         }
         r->in_multi = true;
     }
@@ -376,8 +384,6 @@ is_conn_error(CURLcode cc)
         return false;
     }
 }
-
-static void watch_ended(struct dir_etcd_watch *w, CURLcode cc, long status);
 
 static void
 unary_done(struct req *r, CURLcode cc, long status)
