@@ -854,13 +854,15 @@ read_file(const char *path, size_t *len)
 {
     FILE *fp = fopen(path, "rb");
     char *buf = NULL;
-    long sz;
+    long sz = 0;
+    int saved;
 
     if (fp == NULL)
         return NULL;
     if (fseek(fp, 0, SEEK_END) != 0 || (sz = ftell(fp)) < 0 || sz > IMPORT_FILE_MAX ||
         fseek(fp, 0, SEEK_SET) != 0) {
-        errno = sz > IMPORT_FILE_MAX ? EFBIG : errno;
+        if (sz > IMPORT_FILE_MAX)
+            errno = EFBIG;
         goto out;
     }
     buf = malloc((size_t)sz + 1);
@@ -874,7 +876,9 @@ read_file(const char *path, size_t *len)
     buf[sz] = '\0';
     *len = (size_t)sz;
 out:
+    saved = errno;
     fclose(fp);
+    errno = saved;
     return buf;
 }
 
