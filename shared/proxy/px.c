@@ -652,6 +652,9 @@ send_best(struct px_req *r)
         if (r->best->status == 503) {
             /* §16.7 step 6: a proxy does not forward 503, it sends 500. */
             px_reply(r, 500, "Next Hop Unavailable");
+        } else if (sip_msg_via_count(r->best) < 2) {
+            /* A response that carried only our Via (a broken next hop): answer with its code. */
+            px_reply(r, r->best->status, NULL);
         } else if (sip_msg_pop_via(r->best) == 0) {
             px_reply_msg(r, r->best);
         } else {
@@ -714,6 +717,8 @@ branch_cb(struct tx *ctx, struct sip_msg *resp, int code, void *arg)
         goto out;
     }
     b->got_response = true;
+    if (code < 300 && sip_msg_via_count(resp) < 2)
+        goto out;   /* nothing to forward it along: only our own Via */
     if (code < 200) {
         if (code > 100 && !r->final_sent && sip_msg_pop_via(resp) == 0)
             px_reply_msg(r, resp);   /* §16.7 step 5: forward provisionals (not 100) */

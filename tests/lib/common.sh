@@ -1,0 +1,57 @@
+# Shared shell helpers for Parley's integration tests (sourced, bash).
+# Every process started through these helpers is recorded and stopped by PID on exit.
+# Traffic stays on 127.0.0.1.
+
+PARLEY_PIDS=()
+TEST_TMP=${TEST_TMP:-$(mktemp -d /tmp/parley-test.XXXXXX)}
+TEST_FAILED=0
+
+cleanup_all() {
+  local pid
+  for pid in "${PARLEY_PIDS[@]}"; do
+    kill -9 "$pid" 2>/dev/null
+  done
+  wait 2>/dev/null
+  if [ "$TEST_FAILED" = 0 ] && [ -z "${KEEP_TMP:-}" ]; then
+    rm -rf "$TEST_TMP"
+  else
+    echo "logs kept in $TEST_TMP" >&2
+  fi
+}
+trap cleanup_all EXIT
+
+fail() { echo "FAIL: $*" >&2; TEST_FAILED=1; exit 1; }
+pass() { echo "ok: $*"; }
+
+# A port free on 127.0.0.1 for both UDP and TCP.
+free_port() {
+  python3 - <<'PY'
+import socket, random
+for _ in range(200):
+    p = random.randint(20000, 59999)
+    try:
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", p))
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM); t.bind(("127.0.0.1", p))
+        u.close(); t.close(); print(p); break
+    except OSError:
+        continue
+PY
+}
+
+# wait_http URL [seconds]: polls until the URL answers 200 (no fixed sleep).
+wait_http() {
+  local url=$1 limit=${2:-10} i
+  for ((i = 0; i < limit * 20; i++)); do
+    curl -fs -o /dev/null --max-time 1 "$url" && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# bg NAME CMD...: runs CMD in the background with output in $TEST_TMP/NAME.log; sets LAST_PID.
+bg() {
+  local name=$1; shift
+  "$@" >"$TEST_TMP/$name.log" 2>&1 &
+  LAST_PID=$!
+  PARLEY_PIDS+=("$LAST_PID")
+}
