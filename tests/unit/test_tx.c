@@ -940,6 +940,57 @@ test_tx_client_invite_timer_c_cancels_and_reports_408(void **state)
     tx_unref(ctx);
 }
 
+#ifdef PARLEY_KNOWN_BUG_TIMER_C_NO_ACK
+/*
+ * RFC 3261 §16.8 / §17.1.1.3: when Timer C fires after a provisional, the proxy CANCELs
+ * the branch; the UAS then answers the INVITE with 487, which the INVITE client
+ * transaction must ACK. tx.c terminates the transaction at Timer C, so the 487 matches
+ * nothing, goes to stray_response and is never ACKed (the UAS retransmits it for 32 s).
+ */
+static void
+test_tx_client_timer_c_still_acks_the_487(void **state)
+{
+    struct fx *fx = *state;
+    struct tp_dest d;
+    struct tx *ctx;
+
+    peer_udp(fx);
+    d = peer_dest(fx);
+    ctx = tx_client_send(fx->txl, client_request(fx, "INVITE", "z9hG4bKci5", 34), &d, client_cb, fx);
+    assert_non_null(ctx);
+    assert_true(RUN_UNTIL(fx, peer_count(fx, "INVITE ") >= 1, 1000));
+    peer_respond(fx, fx->prx[0].buf, 180, "Ringing", "uas7");
+    assert_true(RUN_UNTIL(fx, peer_count(fx, "CANCEL ") >= 1, TIMER_C + 1000));
+    peer_respond(fx, peer_last(fx, "CANCEL ")->buf, 200, "OK", "uas7");
+    peer_respond(fx, fx->prx[0].buf, 487, "Request Terminated", "uas7");
+    assert_true(RUN_UNTIL(fx, peer_count(fx, "ACK ") == 1, 1000));
+    assert_int_equal(fx->nstray, 0);
+    tx_unref(ctx);
+}
+#endif
+
+static void
+test_tx_client_immediate_send_failure_is_reported_from_the_loop(void **state)
+{
+    struct fx *fx = *state;
+    struct tp_dest d;
+    struct tx *ctx;
+
+    /* UDP to an IPv6 address: we have no IPv6 socket, tp_send fails at once */
+    memset(&d, 0, sizeof d);
+    d.proto = TP_UDP;
+    assert_int_equal(tp_addr_from_ip(&d.addr, "::1", 5060), 0);
+    fx->peer_port = 5060;
+    ctx = tx_client_send(fx->txl, client_request(fx, "MESSAGE", "z9hG4bKtf2", 41), &d, client_cb, fx);
+    assert_non_null(ctx);
+    assert_int_equal(fx->ncb, 0);   /* not re-entrantly from tx_client_send */
+    assert_true(RUN_UNTIL(fx, fx->ncb == 1, 1000));
+    assert_int_equal(fx->cb_code[0], 503);
+    assert_true(fx->cb_null[0]);
+    assert_int_equal(tx_state(ctx), TX_TERMINATED);
+    tx_unref(ctx);
+}
+
 static void
 test_tx_client_transport_failure_reports_503(void **state)
 {
@@ -1099,6 +1150,10 @@ main(void)
         TX_TEST(test_tx_client_invite_2xx_and_its_retransmission_go_up),
         TX_TEST(test_tx_client_cancel_waits_for_a_provisional),
         TX_TEST(test_tx_client_invite_timer_c_cancels_and_reports_408),
+#ifdef PARLEY_KNOWN_BUG_TIMER_C_NO_ACK
+        TX_TEST(test_tx_client_timer_c_still_acks_the_487),
+#endif
+        TX_TEST(test_tx_client_immediate_send_failure_is_reported_from_the_loop),
         TX_TEST(test_tx_client_transport_failure_reports_503),
         TX_TEST(test_tx_client_send_refuses_a_request_without_branch),
         TX_TEST(test_tx_find_cancelled_finds_the_invite_server_tx),
