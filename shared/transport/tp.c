@@ -174,6 +174,7 @@ tp_free(struct tp *tp)
     free(tp->by_id);
     free(tp->by_peer);
     free(tp->udp_buf);
+    tp_tls_cleanup(tp);
     free(tp);
 }
 
@@ -297,15 +298,18 @@ tp_conn_get(struct tp *tp, uint64_t conn_id)
     return NULL;
 }
 
-/* A live connection to <peer> over <proto> that may carry a new message. */
+/* A live connection to <peer> over <proto> that may carry a new message (for TLS, one
+ * that was verified for <tls_name>, see tp_tls_conn_fits). */
 struct tp_conn *
-tp_conn_find_peer(struct tp *tp, enum tp_proto proto, const struct tp_addr *peer)
+tp_conn_find_peer(struct tp *tp, enum tp_proto proto, const struct tp_addr *peer,
+                  const char *tls_name)
 {
     struct tp_conn *conn;
 
     for (conn = tp->by_peer[hash_peer(proto, peer) & (tp->nbuckets - 1)]; conn != NULL;
          conn = conn->peer_next) {
-        if (conn->proto == proto && !conn->close_after_write && tp_addr_equal(&conn->peer, peer))
+        if (conn->proto == proto && !conn->close_after_write && tp_addr_equal(&conn->peer, peer) &&
+            (proto != TP_TLS || tp_tls_conn_fits(conn, tls_name)))
             return conn;
     }
     return NULL;
@@ -337,6 +341,7 @@ tp_conn_destroy(struct tp_conn *conn)
 
     if (conn == NULL)
         return;
+    tp_tls_conn_close(conn);
     if (conn->bev != NULL)
         bufferevent_free(conn->bev);
     if (conn->timer != NULL)
@@ -346,6 +351,7 @@ tp_conn_destroy(struct tp_conn *conn)
         free(q);
     }
     free(conn->out_lens);
+    tp_tls_conn_free(conn);
     free(conn);
 }
 
@@ -367,7 +373,7 @@ tp_conn_kill(struct tp_conn *conn, const char *why)
     }
     if (conn->timer != NULL)
         event_del(conn->timer);
-    if (conn->outgoing)
+    if (conn->outgoing || conn->qhead != NULL)   /* accepted TLS may queue in its handshake */
         tp_stream_collect_unsent(conn);
     conn->dead_next = tp->dead;
     tp->dead = conn;
@@ -380,6 +386,14 @@ const struct tp_addr *tp_conn_peer(const struct tp_conn *conn) { return &conn->p
 enum tp_class tp_conn_class(const struct tp_conn *conn) { return conn->cls; }
 void tp_conn_set_class(struct tp_conn *conn, enum tp_class cls) { conn->cls = cls; }
 unsigned *tp_conn_pending(struct tp_conn *conn) { return &conn->pending; }
+bool tp_conn_is_established(const struct tp_conn *conn) { return conn->connected && !conn->closing; }
+
+void
+tp_set_conn_open_fn(struct tp *tp, tp_conn_open_fn *fn, void *arg)
+{
+    tp->open_cb = fn;
+    tp->open_arg = arg;
+}
 
 void
 tp_conn_close(struct tp *tp, struct tp_conn *conn, bool now)
@@ -460,12 +474,8 @@ tp_send(struct tp *tp, const struct tp_dest *dst, const char *buf, size_t len)
     case TP_UDP:
         return tp_udp_send(tp, &dst->addr, buf, len);
     case TP_TCP:
-        return tp_stream_send(tp, dst, buf, len);
     case TP_TLS:
-        /* TLS arrives in a later change; only bufferevent creation differs. */
-        log_warn("tp_send: TLS transport is not available yet, message of %zu bytes refused", len);
-        tp->stats.send_fail++;
-        return -1;
+        return tp_stream_send(tp, dst, buf, len);
     }
     tp->stats.send_fail++;
     return -1;

@@ -1,7 +1,9 @@
 /*
- * tp_tcp: stream transports on bufferevents — TCP now, TLS later. Everything here
- * is independent of the byte pipe except stream_bev_new(), the one place that
- * creates a bufferevent: the TLS change swaps it for bufferevent_openssl_*.
+ * tp_tcp: stream transports on bufferevents — TCP and TLS. Everything here is
+ * independent of the byte pipe except stream_bev_new(), the one place that creates a
+ * bufferevent (TLS: tp_tls_bev_new() in tp_tls.c), and the few TLS-only steps around
+ * the handshake: peer identity, the handshake timeout of accepted connections, and the
+ * copies kept until a TLS 1.3 server has accepted our certificate.
  *
  * Framing: RFC 3261 §18.3 via tp_frame_scan(); keep-alives RFC 5626 §4.4.1.
  * Connection reuse (RFC 3261 §18.2.2 / RFC 5923 spirit): accepted and outgoing
@@ -36,15 +38,64 @@ static void stream_event_cb(struct bufferevent *bev, short what, void *arg);
 /*
  * The only place a stream's byte pipe is created. <fd> is an accepted socket, or
  * -1 for an outgoing connection (bufferevent_socket_connect creates the socket).
- * TLS (later): bufferevent_openssl_socket_new(base, fd, ssl, connecting ?
- * BUFFEREVENT_SSL_CONNECTING : BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE).
+ * TLS: bufferevent_openssl_socket_new(..., BUFFEREVENT_SSL_CONNECTING/ACCEPTING, ...),
+ * verifying the server against <tls_name> (or its address) when connecting.
  */
 static struct bufferevent *
-stream_bev_new(struct tp *tp, enum tp_proto proto, evutil_socket_t fd, bool connecting)
+stream_bev_new(struct tp_conn *conn, evutil_socket_t fd, bool connecting, const char *tls_name)
 {
-    if (proto != TP_TCP)
+    if (conn->proto == TP_TLS)
+        return tp_tls_bev_new(conn, fd, connecting, tls_name);
+    if (conn->proto != TP_TCP)
         return NULL;
-    return bufferevent_socket_new(tp->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    return bufferevent_socket_new(conn->tp->base, fd, BEV_OPT_CLOSE_ON_FREE);
+}
+
+/* Grace after a TLS handshake during which written messages are kept (see tp_int.h). */
+static uint64_t
+confirm_grace_ms(const struct tp *tp)
+{
+    return tp->lim.connect_timeout_ms > 0 ? tp->lim.connect_timeout_ms : 2000;
+}
+
+/* The peer has accepted us: drop the copies kept since the handshake. */
+static void
+conn_confirm(struct tp_conn *conn)
+{
+    struct tp_qmsg *q;
+
+    conn->unconfirmed = false;
+    while ((q = conn->sent_head) != NULL) {
+        conn->sent_head = q->next;
+        free(q);
+    }
+    conn->sent_tail = NULL;
+    conn->sent_bytes = 0;
+}
+
+/* Keeps a copy of a message written while unconfirmed. Past max_outbuf of copies the
+ * connection is taken as confirmed instead (the copies are a courtesy, not a queue). */
+static void
+sent_keep(struct tp_conn *conn, const char *buf, size_t len)
+{
+    struct tp_qmsg *q;
+
+    if (!conn->unconfirmed)
+        return;
+    if (conn->sent_bytes + len > conn->tp->lim.max_outbuf ||
+        (q = malloc(sizeof *q + len)) == NULL) {
+        conn_confirm(conn);
+        return;
+    }
+    q->next = NULL;
+    q->len = len;
+    memcpy(q->data, buf, len);
+    if (conn->sent_tail != NULL)
+        conn->sent_tail->next = q;
+    else
+        conn->sent_head = q;
+    conn->sent_tail = q;
+    conn->sent_bytes += len;
 }
 
 static void
@@ -75,31 +126,42 @@ stream_timer_cb(evutil_socket_t fd, short what, void *arg)
 
     if (conn->closing)
         return;
-    if (conn->outgoing && !conn->connected) {
-        tp_conn_kill(conn, "connect timeout");
+    if (!conn->connected) {
+        if (conn->proto == TP_TLS)
+            tp->stats.tls_handshake_fail++;
+        tp_conn_kill(conn, conn->outgoing ? "connect timeout" : "TLS handshake timeout");
         return;
     }
-    if (tp->lim.idle_timeout_s == 0)
-        return;
     now = clock_mono_ms();
+    if (conn->unconfirmed && now >= conn->confirm_at_ms)
+        conn_confirm(conn);
+    if (tp->lim.idle_timeout_s == 0) {
+        if (conn->unconfirmed)
+            timer_arm_ms(conn, conn->confirm_at_ms - now);
+        return;
+    }
     idle_ms = (uint64_t)tp->lim.idle_timeout_s * 1000u;
     if (now - conn->last_active_ms >= idle_ms) {
         tp->stats.conns_idle_closed++;
         tp_conn_kill(conn, "idle timeout");
         return;
     }
-    timer_arm_ms(conn, idle_ms - (now - conn->last_active_ms));
+    idle_ms -= now - conn->last_active_ms;
+    if (conn->unconfirmed && conn->confirm_at_ms - now < idle_ms)
+        idle_ms = conn->confirm_at_ms - now;
+    timer_arm_ms(conn, idle_ms);
 }
 
 /* Sets up the bufferevent callbacks and timer of a new connection. 0 or -1. */
 static int
-conn_setup(struct tp_conn *conn, evutil_socket_t fd, bool connecting)
+conn_setup(struct tp_conn *conn, evutil_socket_t fd, bool connecting, const char *tls_name)
 {
     struct tp *tp = conn->tp;
 
-    conn->bev = stream_bev_new(tp, conn->proto, fd, connecting);
+    conn->bev = stream_bev_new(conn, fd, connecting, tls_name);
     if (conn->bev == NULL) {
-        if (fd >= 0)
+        /* a failed openssl bufferevent has already closed <fd> through its BIO */
+        if (fd >= 0 && conn->proto != TP_TLS)
             evutil_closesocket(fd);
         return -1;
     }
@@ -164,6 +226,23 @@ tp_stream_collect_unsent(struct tp_conn *conn)
     conn->qtail = NULL;
     conn->qbytes = 0;
 
+    /* TLS, peer failed before confirming (a fatal alert, a reset): everything written
+     * since the handshake may have been refused with our certificate; the copies
+     * include what is still buffered. Closed by us instead: the usual rule below. */
+    if (conn->unconfirmed && !conn->peer_gone)
+        conn_confirm(conn);
+    if (conn->unconfirmed) {
+        while ((q = conn->sent_head) != NULL) {
+            conn->sent_head = q->next;
+            tp_fail_queue(tp, q->data, q->len, &conn->peer, conn->proto);
+            free(q);
+        }
+        conn->sent_tail = NULL;
+        conn->sent_bytes = 0;
+        conn->unconfirmed = false;
+        goto out;
+    }
+
     /* connected: whole messages still in the output buffer never left */
     if (conn->bev != NULL && conn->out_count > 0) {
         struct evbuffer *out = bufferevent_get_output(conn->bev);
@@ -210,6 +289,8 @@ stream_read_cb(struct bufferevent *bev, void *arg)
 
     if (conn->closing || conn->close_after_write || len == 0)
         return;
+    if (conn->unconfirmed)
+        conn_confirm(conn);   /* the peer talks to us: it accepted the handshake */
     conn->last_active_ms = clock_mono_ms();
     buf = (const char *)evbuffer_pullup(in, -1);
     if (buf == NULL) {
@@ -282,15 +363,36 @@ on_connected(struct tp_conn *conn)
 
     conn->connected = true;
     conn->last_active_ms = clock_mono_ms();
-    conn->local.len = sizeof conn->local.ss;
-    if (fd < 0 || getsockname(fd, (struct sockaddr *)&conn->local.ss, &conn->local.len) != 0)
-        memset(&conn->local, 0, sizeof conn->local);
+    if (conn->outgoing) {
+        conn->local.len = sizeof conn->local.ss;
+        if (fd < 0 || getsockname(fd, (struct sockaddr *)&conn->local.ss, &conn->local.len) != 0)
+            memset(&conn->local, 0, sizeof conn->local);
+    }
+    if (conn->proto == TP_TLS) {
+        if (tp_tls_capture_peer(conn) != 0) {
+            tp_conn_kill(conn, "out of memory reading the peer certificate");
+            return;
+        }
+        if (conn->outgoing) {
+            conn->unconfirmed = true;
+            conn->confirm_at_ms = conn->last_active_ms + confirm_grace_ms(tp);
+        }
+    }
     timer_arm_idle(conn);
+    if (conn->unconfirmed &&
+        (tp->lim.idle_timeout_s == 0 || confirm_grace_ms(tp) < tp->lim.idle_timeout_s * 1000ull))
+        timer_arm_ms(conn, confirm_grace_ms(tp));
+    if (tp->open_cb != NULL) {
+        tp->open_cb(conn, tp->open_arg);
+        if (conn->closing)
+            return;   /* refused by the owner; queued messages were reported */
+    }
     while ((q = conn->qhead) != NULL) {
         if (outrec_push(conn, q->len, true) != 0 || bufferevent_write(conn->bev, q->data, q->len) != 0) {
             tp_conn_kill(conn, "out of memory flushing queue");   /* reports the rest */
             return;
         }
+        sent_keep(conn, q->data, q->len);
         conn->qhead = q->next;
         conn->qbytes -= q->len;
         tp->stats.tx_msgs++;
@@ -311,6 +413,27 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     if (what & BEV_EVENT_CONNECTED) {
         on_connected(conn);
+        return;
+    }
+    conn->peer_gone = true;
+    /* A TLS 1.3 server that refuses our certificate says so with a fatal alert (an
+     * error here); a clean close or plain EOF means what we wrote was taken. */
+    if (conn->unconfirmed && !(what & BEV_EVENT_ERROR))
+        conn_confirm(conn);
+    if (conn->proto == TP_TLS && (!conn->connected || (what & BEV_EVENT_ERROR))) {
+        char why[256], peer[64];
+        int err = EVUTIL_SOCKET_ERROR();
+
+        tp_tls_error_str(conn, why, sizeof why);
+        if (!conn->connected) {
+            conn->tp->stats.tls_handshake_fail++;
+            log_peer(LOG_INFO, "conn=%llu TLS handshake with %s failed: %s",
+                     (unsigned long long)conn->id, tp_addr_str(&conn->peer, peer, sizeof peer),
+                     strcmp(why, "TLS: connection closed during handshake") == 0 && err != 0
+                         ? evutil_socket_error_to_string(err)
+                         : why);
+        }
+        tp_conn_kill(conn, why);
         return;
     }
     if (what & BEV_EVENT_EOF)
@@ -349,20 +472,31 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, in
         evutil_closesocket(fd);
         return;
     }
-    conn->connected = true;
+    conn->connected = lis->proto != TP_TLS;   /* TLS: once the handshake is done */
     conn->local.len = sizeof conn->local.ss;
     if (getsockname(fd, (struct sockaddr *)&conn->local.ss, &conn->local.len) != 0)
         conn->local = lis->addr;
-    if (conn_setup(conn, fd, false) != 0) {
-        log_err("accept from %s: out of memory", tp_addr_str(&peer, where, sizeof where));
+    if (conn_setup(conn, fd, false, NULL) != 0) {
+        log_err("accept from %s: cannot set up the connection",
+                tp_addr_str(&peer, where, sizeof where));
         tp_conn_destroy(conn);
         return;
     }
     tp_conn_insert(tp, conn);
     tp->stats.conns_accepted++;
-    timer_arm_idle(conn);
     log_debug("conn=%llu %s accepted from %s", (unsigned long long)conn->id,
               tp_proto_name(conn->proto), tp_addr_str(&peer, where, sizeof where));
+    if (!conn->connected) {
+        /* the handshake must finish within the connect timeout */
+        if (tp->lim.connect_timeout_ms > 0)
+            timer_arm_ms(conn, tp->lim.connect_timeout_ms);
+        else
+            timer_arm_idle(conn);
+        return;
+    }
+    timer_arm_idle(conn);
+    if (tp->open_cb != NULL)
+        tp->open_cb(conn, tp->open_arg);
 }
 
 static void
@@ -382,8 +516,8 @@ tp_stream_listen(struct tp *tp, enum tp_proto proto, const struct tp_addr *addr)
     int fd = -1, one = 1;
 
     tp_addr_str(addr, where, sizeof where);
-    if (proto == TP_TLS) {
-        log_err("tls listen %s: TLS transport is not available yet", where);
+    if (proto == TP_TLS && (tp->tls_ctx == NULL || tp->tls_opts.cert_file == NULL)) {
+        log_err("tls listen %s: TLS needs a certificate and key first (tp_tls_configure)", where);
         return NULL;
     }
     fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -486,11 +620,14 @@ tp_stream_conn_send(struct tp_conn *conn, const char *buf, size_t len)
         return -1;
     }
     if (bufferevent_write(conn->bev, buf, len) != 0) {
-        conn->out_count--;   /* undo the record pushed above */
-        conn->out_sum -= len;
+        if (conn->outgoing) {
+            conn->out_count--;   /* undo the record pushed above */
+            conn->out_sum -= len;
+        }
         tp->stats.send_fail++;
         return -1;
     }
+    sent_keep(conn, buf, len);
     conn->last_active_ms = clock_mono_ms();
     tp->stats.tx_msgs++;
     tp->stats.tx_bytes += len;
@@ -513,11 +650,15 @@ tp_stream_send(struct tp *tp, const struct tp_dest *dst, const char *buf, size_t
     struct tp_conn *conn;
     char where[64];
 
-    conn = tp_conn_find_peer(tp, dst->proto, &dst->addr);
+    conn = tp_conn_find_peer(tp, dst->proto, &dst->addr, dst->tls_name);
     if (conn != NULL)
         return tp_stream_conn_send(conn, buf, len);
 
     tp_addr_str(&dst->addr, where, sizeof where);
+    if (dst->proto == TP_TLS && tp->tls_ctx == NULL) {
+        log_warn("tp_send: TLS is not configured, message of %zu bytes to %s refused", len, where);
+        goto fail;
+    }
     if (tp_addr_socklen(&dst->addr) == 0) {
         log_warn("tp_send: destination has no IPv4/IPv6 address");
         goto fail;
@@ -530,7 +671,7 @@ tp_stream_send(struct tp *tp, const struct tp_dest *dst, const char *buf, size_t
     conn = tp_conn_new(tp, dst->proto, &dst->addr, NULL);
     if (conn == NULL)
         goto fail;
-    if (conn_setup(conn, -1, true) != 0) {
+    if (conn_setup(conn, -1, true, dst->tls_name) != 0) {
         log_err("%s connect to %s: cannot create connection", tp_proto_name(dst->proto), where);
         tp_conn_destroy(conn);
         goto fail;

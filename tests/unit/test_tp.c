@@ -602,7 +602,7 @@ test_tp_tcp_close_after_write_flushes_first(void **state)
 }
 
 static void
-test_tp_tls_is_refused_for_now(void **state)
+test_tp_tls_without_configuration_is_refused(void **state)
 {
     struct fx *fx = *state;
     struct tp_addr a;
@@ -710,7 +710,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_tp_tcp_max_conns_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tp_tcp_close_after_write_flushes_first, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_tp_tls_is_refused_for_now, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tp_tls_without_configuration_is_refused, setup, teardown),
         cmocka_unit_test(test_tp_parse_listen_spec),
         cmocka_unit_test(test_tp_addr_helpers),
     };
