@@ -386,7 +386,11 @@ const struct tp_addr *tp_conn_peer(const struct tp_conn *conn) { return &conn->p
 enum tp_class tp_conn_class(const struct tp_conn *conn) { return conn->cls; }
 void tp_conn_set_class(struct tp_conn *conn, enum tp_class cls) { conn->cls = cls; }
 unsigned *tp_conn_pending(struct tp_conn *conn) { return &conn->pending; }
-bool tp_conn_is_established(const struct tp_conn *conn) { return conn->connected && !conn->closing; }
+bool
+tp_conn_is_established(const struct tp_conn *conn)
+{
+    return conn->connected && !conn->closing;
+}
 
 void
 tp_set_conn_open_fn(struct tp *tp, tp_conn_open_fn *fn, void *arg)

@@ -1,8 +1,9 @@
 /*
  * tp: SIP transports on libevent — UDP, TCP and TLS (mutual TLS between pool
- * servers, RFC 3261 §26.2.1 / RFC 5630) listeners and connections. Bytes in, bytes out; transport never parses SIP beyond the
- * framing of streams (Content-Length) and never calls upward except through the
- * receive and failure callbacks given to tp_new().
+ * servers, RFC 3261 §26.2.1 / RFC 5630) listeners and connections. Bytes in, bytes
+ * out; transport never parses SIP beyond the framing of streams (Content-Length) and
+ * never calls upward except through the receive, failure and connection-open
+ * callbacks.
  *
  * One struct tp per event loop. Connections are named by a 64-bit id that is never
  * reused, so upper layers keep ids, not pointers (a connection may close at any

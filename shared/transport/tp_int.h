@@ -189,8 +189,9 @@ struct bufferevent *tp_tls_bev_new(struct tp_conn *conn, evutil_socket_t fd, boo
                                    const char *tls_name);
 /* After the handshake: records the verified peer certificate. 0, or -1 (out of memory). */
 int tp_tls_capture_peer(struct tp_conn *conn);
-/* Why a TLS connection failed (OpenSSL errors, verify result) into <out>. */
-const char *tp_tls_error_str(struct tp_conn *conn, char *out, size_t outlen);
+/* Why a TLS connection failed (verify result, else OpenSSL error) into <out>; false when
+ * OpenSSL has no reason (the socket's errno may have one), <out> then says so. */
+bool tp_tls_error_str(struct tp_conn *conn, char *out, size_t outlen);
 /* Whether an open TLS connection may carry a message meant for <tls_name>. */
 bool tp_tls_conn_fits(const struct tp_conn *conn, const char *tls_name);
 /* Sends close_notify if the session is healthy; frees the TLS fields of <conn>. */

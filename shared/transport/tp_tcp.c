@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -424,14 +425,15 @@ stream_event_cb(struct bufferevent *bev, short what, void *arg)
         char why[256], peer[64];
         int err = EVUTIL_SOCKET_ERROR();
 
-        tp_tls_error_str(conn, why, sizeof why);
+        if (!tp_tls_error_str(conn, why, sizeof why) && err != 0)
+            snprintf(why, sizeof why, "%s", evutil_socket_error_to_string(err));
         if (!conn->connected) {
             conn->tp->stats.tls_handshake_fail++;
-            log_peer(LOG_INFO, "conn=%llu TLS handshake with %s failed: %s",
-                     (unsigned long long)conn->id, tp_addr_str(&conn->peer, peer, sizeof peer),
-                     strcmp(why, "TLS: connection closed during handshake") == 0 && err != 0
-                         ? evutil_socket_error_to_string(err)
-                         : why);
+            /* ours failing to reach a peer is the operator's business; strangers
+             * failing to reach us are routine */
+            log_peer(conn->outgoing ? LOG_WARN : LOG_INFO,
+                     "conn=%llu TLS handshake with %s failed: %s", (unsigned long long)conn->id,
+                     tp_addr_str(&conn->peer, peer, sizeof peer), why);
         }
         tp_conn_kill(conn, why);
         return;

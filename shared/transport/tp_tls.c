@@ -344,11 +344,12 @@ tp_tls_capture_peer(struct tp_conn *conn)
     conn->peer_cn = cert_cn(cert);
     log_debug("conn=%llu TLS %s %s, peer CN=%s%s", (unsigned long long)conn->id,
               SSL_get_version(ssl), SSL_get_cipher_name(ssl),
-              conn->peer_cn ? conn->peer_cn : "(none)", conn->peer_server_auth ? " serverAuth" : "");
+              conn->peer_cn ? conn->peer_cn : "(none)",
+              conn->peer_server_auth ? " serverAuth" : "");
     return 0;
 }
 
-const char *
+bool
 tp_tls_error_str(struct tp_conn *conn, char *out, size_t outlen)
 {
     SSL *ssl = conn->bev != NULL ? bufferevent_openssl_get_ssl(conn->bev) : NULL;
@@ -362,16 +363,19 @@ tp_tls_error_str(struct tp_conn *conn, char *out, size_t outlen)
             first = e;
     }
     vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
-    if (vr != X509_V_OK)
+    ERR_clear_error();
+    if (vr != X509_V_OK) {
         snprintf(out, outlen, "TLS certificate verify failed: %s",
                  X509_verify_cert_error_string(vr));
-    else if (first != 0)
+        return true;
+    }
+    if (first != 0) {
         snprintf(out, outlen, "TLS: %s",
                  ERR_reason_error_string(first) ? ERR_reason_error_string(first) : "error");
-    else
-        snprintf(out, outlen, "TLS: connection closed during handshake");
-    ERR_clear_error();
-    return out;
+        return true;
+    }
+    snprintf(out, outlen, "TLS: connection closed");
+    return false;
 }
 
 static bool

@@ -68,6 +68,7 @@ struct side {
     int nfail;
     struct open_rec open[MAX_OPEN];
     int nopen;
+    bool refuse;   /* the open hook closes every new connection */
 };
 
 struct fx {
@@ -163,6 +164,8 @@ on_open(struct tp_conn *conn, void *arg)
         snprintf(o->subject, sizeof o->subject, "%s", subj ? subj : "");
     }
     s->nopen++;
+    if (s->refuse)
+        tp_conn_close(s->tp, conn, true);
 }
 
 static void
@@ -904,6 +907,84 @@ test_tp_tls_handshake_and_idle_timeouts(void **state)
     assert_int_equal(fx->a.nfail, 0);
 }
 
+static void
+test_tp_tls_without_verification_there_is_no_identity(void **state)
+{
+    struct fx *fx = *state;
+    struct tp_listener *lb;
+    struct tp_tls_opts o;
+    struct tp_dest d;
+    char cert[300], key[300], err[512];
+    const char *req = REQ(2) "hi";
+
+    /* a lab client that verifies nothing reaches even a wrong-CA server ... */
+    side_tls(fx, &fx->b, "wrongca", false);
+    lb = listen_tls(&fx->b);
+    fx->a.tp = tp_new(fx->base, NULL, on_recv, on_fail, &fx->a);
+    assert_non_null(fx->a.tp);
+    tp_set_conn_open_fn(fx->a.tp, on_open, &fx->a);
+    pki_path(cert, sizeof cert, "home1", ".pem");
+    pki_path(key, sizeof key, "home1", ".key.pem");
+    memset(&o, 0, sizeof o);
+    o.cert_file = cert;
+    o.key_file = key;
+    o.verify_peer = false;
+    assert_int_equal(tp_tls_configure(fx->a.tp, &o, err, sizeof err), 0);
+    d = dest_to(tp_listener_addr(lb), 0, "not.the.name");
+    assert_int_equal(tp_send(fx->a.tp, &d, req, strlen(req)), 0);
+    assert_true(run_until(fx, has_rx, &fx->b, 3000));
+    /* ... but an unverified certificate is no identity */
+    assert_int_equal(fx->a.nopen, 1);
+    assert_false(fx->a.open[0].has_cert);
+    assert_false(fx->a.open[0].server_auth);
+    assert_true(fx->a.open[0].subject_null);
+    /* b verifies as usual: a's certificate chains to the CA b trusts */
+    assert_int_equal(fx->b.nopen, 1);
+    assert_true(fx->b.open[0].has_cert);
+    assert_string_equal(fx->b.open[0].subject, "home1.pool.test");
+}
+
+static void
+test_tp_tcp_conns_call_the_open_hook(void **state)
+{
+    struct fx *fx = *state;
+    struct tp_listener *lb;
+    struct tp_addr addr;
+    struct tp_dest d;
+    const char *req = REQ(2) "hi";
+
+    fx->a.tp = tp_new(fx->base, NULL, on_recv, on_fail, &fx->a);
+    fx->b.tp = tp_new(fx->base, NULL, on_recv, on_fail, &fx->b);
+    assert_non_null(fx->a.tp);
+    assert_non_null(fx->b.tp);
+    tp_set_conn_open_fn(fx->a.tp, on_open, &fx->a);
+    tp_set_conn_open_fn(fx->b.tp, on_open, &fx->b);
+    assert_int_equal(tp_addr_from_ip(&addr, "127.0.0.1", 0), 0);
+    lb = tp_listen(fx->b.tp, TP_TCP, &addr);
+    assert_non_null(lb);
+    memset(&d, 0, sizeof d);
+    d.proto = TP_TCP;
+    d.addr = *tp_listener_addr(lb);
+    assert_int_equal(tp_send(fx->a.tp, &d, req, strlen(req)), 0);
+    assert_true(run_until(fx, has_rx, &fx->b, 3000));
+    assert_int_equal(fx->a.nopen, 1);
+    assert_int_equal(fx->b.nopen, 1);
+    assert_int_equal(fx->b.open[0].conn_id, fx->b.rx[0].conn_id);
+    assert_false(fx->b.open[0].has_cert);
+    assert_true(fx->b.open[0].subject_null);
+    assert_false(tp_conn_peer_has_cert(tp_conn_get(fx->b.tp, fx->b.rx[0].conn_id)));
+
+    /* a hook may refuse a connection: closed before anything of it is delivered */
+    fx->b.refuse = true;
+    fx->c.tp = tp_new(fx->base, NULL, on_recv, on_fail, &fx->c);
+    assert_non_null(fx->c.tp);
+    assert_int_equal(tp_send(fx->c.tp, &d, req, strlen(req)), 0);
+    assert_true(run_until(fx, no_conns, &fx->c, 3000));
+    assert_int_equal(fx->b.nopen, 2);
+    assert_int_equal(fx->b.nrx, 1);
+    assert_int_equal(tp_stats(fx->b.tp)->conns_open, 1);   /* a's only */
+}
+
 /* ---- configuration errors ----------------------------------------------------------- */
 
 static void
@@ -1000,6 +1081,9 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_tp_tls_refuses_tls11_accepts_tls12, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tp_tls_handshake_and_idle_timeouts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tp_tls_without_verification_there_is_no_identity,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tp_tcp_conns_call_the_open_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tp_tls_configuration_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
