@@ -14,7 +14,7 @@
 
 /* ------------------------------------------------------------------ init */
 
-static void
+__attribute__((format(printf, 4, 0))) static void
 osip_trace_cb(const char *file, int line, osip_trace_level_t lvl, const char *fmt, va_list ap)
 {
     char buf[512];
@@ -101,7 +101,7 @@ sip_msg_method_str(const struct sip_msg *msg)
 
 /* ------------------------------------------------------------------ parse */
 
-static void
+__attribute__((format(printf, 3, 4))) static void
 set_err(struct sip_error *err, int status, const char *fmt, ...)
 {
     va_list ap;
@@ -126,11 +126,12 @@ hname_is(const char *p, size_t n, const char *longname, char compact)
 /*
  * Scans the header block before osip sees it: counts header lines, finds the end of
  * the headers and the Content-Length value. Returns 0, or -1 with <err> set.
- * <*msg_len> = headers + declared body (UDP extra bytes are discarded, RFC 3261 §18.3).
+ * <*msg_len> = headers + declared body (UDP extra bytes are discarded, RFC 3261 §18.3);
+ * <*head_len> = start line + header section (up to and including the empty line).
  */
 static int
 prescan(const char *buf, size_t len, const struct sip_limits *lim, struct sip_error *err,
-        size_t *msg_len)
+        size_t *msg_len, size_t *head_len)
 {
     size_t i = 0, hdr_end = 0;
     unsigned lines = 0;
@@ -208,8 +209,10 @@ prescan(const char *buf, size_t len, const struct sip_limits *lim, struct sip_er
             return -1;
         }
         *msg_len = len;
+        *head_len = len;
         return 0;
     }
+    *head_len = hdr_end;
     if (clen < 0)
         clen = (long long)(len - hdr_end);   /* UDP without Content-Length: rest of datagram */
     if ((size_t)clen > len - hdr_end) {
@@ -217,6 +220,355 @@ prescan(const char *buf, size_t len, const struct sip_limits *lim, struct sip_er
         return -1;
     }
     *msg_len = hdr_end + (size_t)clen;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ raw checks */
+
+/*
+ * What osip accepts too liberally or refuses with no useful status is checked on the
+ * raw bytes first: the request line (RFC 3261 §7.1, §25.1), header names, NUL bytes,
+ * single-valued headers (§7.3.1), quotes and angle brackets in name-addr headers (§20).
+ */
+
+/* token (RFC 3261 §25.1) */
+static bool
+is_token_char(unsigned char c)
+{
+    return c != 0 && (isalnum(c) || strchr("-.!%*_+`'~", c) != NULL);
+}
+
+/* unreserved / reserved / "%" / "[" "]" (RFC 3261 §25.1, RFC 2732 brackets) */
+static bool
+is_uri_char(unsigned char c)
+{
+    return c != 0 && c < 0x80 && (isalnum(c) || strchr("-_.!~*'();/?:@&=+$,%[]", c) != NULL);
+}
+
+/* Every '%' starts an escape of two hex digits (RFC 3261 §25.1 escaped). */
+static bool
+escapes_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%')
+            continue;
+        if (n - i < 3 || !isxdigit((unsigned char)s[i + 1]) || !isxdigit((unsigned char)s[i + 2]))
+            return false;
+        i += 2;
+    }
+    return true;
+}
+
+/* hostport = host [":" port], host = hostname / IPv4address / "[" IPv6address "]" (§25.1). */
+static bool
+hostport_ok(const char *s, size_t n)
+{
+    size_t i = 0, digits = 0;
+    unsigned long port = 0;
+
+    if (n == 0)
+        return false;
+    if (s[0] == '[') {
+        bool colon = false;
+        for (i = 1; i < n && s[i] != ']'; i++) {
+            if (s[i] == ':')
+                colon = true;
+            else if (!isxdigit((unsigned char)s[i]) && s[i] != '.')
+                return false;
+        }
+        if (i >= n || i == 1 || !colon)
+            return false;
+        i++;
+    } else {
+        /* '_' is not in the grammar but common in real host names: tolerated. */
+        while (i < n && (isalnum((unsigned char)s[i]) || s[i] == '.' || s[i] == '-' || s[i] == '_'))
+            i++;
+        if (i == 0)
+            return false;
+    }
+    if (i == n)
+        return true;
+    if (s[i] != ':')
+        return false;
+    for (i++; i < n && isdigit((unsigned char)s[i]); i++) {
+        if (++digits > 5)
+            return false;
+        port = port * 10 + (unsigned long)(s[i] - '0');
+    }
+    return digits > 0 && i == n && port <= 65535;
+}
+
+/*
+ * The Request-URI: 0 when acceptable, else the status it deserves with <*why>:
+ * 400 when malformed, 416 when the scheme is not sip, sips or tel (RFC 3261 §16.3
+ * step 2, §8.2.2.1; RFC 4475 §3.3.2, §3.3.3).
+ */
+static int
+check_ruri(const char *u, size_t n, const char **why)
+{
+    size_t i = 1, slen;
+    const char *rest, *host, *at, *end;
+
+    if (n == 0 || !isalpha((unsigned char)u[0])) {
+        *why = "Bad Request-URI";
+        return 400;
+    }
+    while (i < n && (isalnum((unsigned char)u[i]) || u[i] == '+' || u[i] == '-' || u[i] == '.'))
+        i++;
+    if (i >= n || u[i] != ':') {
+        *why = "Bad Request-URI Scheme";
+        return 400;
+    }
+    slen = i;
+    for (size_t k = 0; k < n; k++) {
+        if (u[k] == ' ' || u[k] == '\t') {
+            *why = "Whitespace In Request-URI";   /* RFC 4475 §3.1.2.8 */
+            return 400;
+        }
+        if (!is_uri_char((unsigned char)u[k])) {
+            *why = "Bad Character In Request-URI";
+            return 400;
+        }
+    }
+    if (!escapes_ok(u, n)) {
+        *why = "Bad Escape In Request-URI";
+        return 400;
+    }
+    rest = u + slen + 1;
+    end = u + n;
+    if ((slen == 3 && strncasecmp(u, "sip", 3) == 0) || (slen == 4 && strncasecmp(u, "sips", 4) == 0)) {
+        at = memchr(rest, '@', (size_t)(end - rest));
+        if (at == rest) {
+            *why = "Empty User In Request-URI";
+            return 400;
+        }
+        host = at ? at + 1 : rest;
+        const char *hp_end = host;
+        while (hp_end < end && *hp_end != ';' && *hp_end != '?')
+            hp_end++;
+        if (!hostport_ok(host, (size_t)(hp_end - host))) {
+            *why = "Bad Host In Request-URI";   /* e.g. IPv6 without brackets, RFC 5118 §4.2 */
+            return 400;
+        }
+        if (memchr(hp_end, '?', (size_t)(end - hp_end)) != NULL) {
+            *why = "Headers Not Allowed In Request-URI";   /* RFC 3261 §19.1.1 table 1 */
+            return 400;
+        }
+        return 0;
+    }
+    if (slen == 3 && strncasecmp(u, "tel", 3) == 0)
+        return rest < end ? 0 : (*why = "Bad Request-URI", 400);
+    *why = "Unsupported URI Scheme";
+    return 416;
+}
+
+/* Request-Line = Method SP Request-URI SP SIP-Version CRLF (RFC 3261 §7.1, §25.1). */
+static int
+check_request_line(const char *line, size_t l, struct sip_error *err)
+{
+    const char *sp1 = memchr(line, ' ', l), *sp2 = line + l, *v, *why = NULL;
+    size_t vn;
+    int st;
+
+    while (sp2 > line && sp2[-1] != ' ')
+        sp2--;
+    if (sp1 == NULL || sp2 - 1 == sp1) {
+        set_err(err, 400, "Bad Request-Line");
+        return -1;
+    }
+    sp2--;
+    /* SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT, case-insensitive (§7.1). */
+    v = sp2 + 1;
+    vn = (size_t)(line + l - v);
+    {
+        size_t i = 4, d1 = 0, d2 = 0;
+        bool ok = vn > 4 && strncasecmp(v, "SIP/", 4) == 0;
+        for (; ok && i < vn && isdigit((unsigned char)v[i]); i++)
+            d1++;
+        ok = ok && d1 > 0 && i < vn && v[i] == '.';
+        for (i++; ok && i < vn && isdigit((unsigned char)v[i]); i++)
+            d2++;
+        if (!ok || d2 == 0 || i != vn) {
+            set_err(err, 400, "Bad SIP-Version");   /* also trailing whitespace, RFC 4475 §3.1.2.10 */
+            return -1;
+        }
+        if (vn != 7 || memcmp(v + 4, "2.0", 3) != 0) {
+            set_err(err, 505, "Version Not Supported");   /* RFC 3261 §21.5.7, RFC 4475 §3.1.2.16 */
+            return -1;
+        }
+    }
+    for (const char *p = line; p < sp1; p++) {
+        if (!is_token_char((unsigned char)*p)) {
+            set_err(err, 400, "Bad Method");
+            return -1;
+        }
+    }
+    if (sp1 == line) {
+        set_err(err, 400, "Bad Request-Line");
+        return -1;
+    }
+    if (sp1[1] == ' ' || sp2[-1] == ' ') {
+        set_err(err, 400, "Extra Whitespace In Request-Line");   /* RFC 4475 §3.1.2.9 */
+        return -1;
+    }
+    st = check_ruri(sp1 + 1, (size_t)(sp2 - sp1 - 1), &why);
+    if (st != 0) {
+        set_err(err, st, "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * A From/To/Contact/Route-like value (<v,n>, folding CRLFs included): quotes and
+ * angle brackets balance, and an addr-spec (no "<>") carries no URI headers
+ * (RFC 3261 §20: a URI with "?", "," or ";" needs name-addr form; RFC 4475 §3.1.2.13).
+ * <list>: comma-separated elements (Contact, Route). NULL if fine, else a reason.
+ */
+static const char *
+check_addr_value(const char *v, size_t n, bool list)
+{
+    bool inq = false, angle_seen = false, in_params = false, uri_headers = false;
+    int depth = 0;
+
+    for (size_t i = 0; i <= n; i++) {
+        char c = i < n ? v[i] : ',';
+
+        if (inq) {
+            if (i >= n)
+                return "Unterminated Quoted String";   /* RFC 4475 §3.1.2.6 */
+            if (c == '\\' && i + 1 < n)
+                i++;   /* quoted-pair */
+            else if (c == '"')
+                inq = false;
+            continue;
+        }
+        switch (c) {
+        case '"':
+            if (depth == 0)
+                inq = true;
+            break;
+        case '<':
+            if (depth > 0 || angle_seen)
+                return "Unbalanced Angle Brackets";
+            depth++;
+            angle_seen = true;
+            break;
+        case '>':
+            if (depth == 0)
+                return "Unbalanced Angle Brackets";
+            depth--;
+            break;
+        case ';':
+            if (depth == 0)
+                in_params = true;
+            break;
+        case '?':
+            if (depth == 0 && !angle_seen && !in_params)
+                uri_headers = true;
+            break;
+        case ',':
+            if (depth > 0 || (!list && i < n))
+                break;
+            if (!angle_seen && uri_headers)
+                return "URI With Headers Needs Angle Brackets";
+            angle_seen = in_params = uri_headers = false;
+            break;
+        default:
+            break;
+        }
+    }
+    return depth == 0 ? NULL : "Unbalanced Angle Brackets";
+}
+
+/*
+ * The header section <buf, n> (start line first). Sets <*escaped_nul> when a NUL
+ * appears as a quoted-pair (legal, RFC 4475 §3.1.1.1 intmeth); any other NUL is a 400.
+ */
+static int
+check_headers(const char *buf, size_t n, struct sip_error *err, bool *escaped_nul)
+{
+    static const struct {
+        const char *name, *shown;
+        char compact;
+    } single[] = {{"call-id", "Call-ID", 'i'},          {"from", "From", 'f'},
+                  {"to", "To", 't'},                    {"cseq", "CSeq", 0},
+                  {"max-forwards", "Max-Forwards", 0}, {"content-type", "Content-Type", 'c'}};
+    unsigned counts[sizeof single / sizeof single[0]] = {0};
+    size_t i;
+    const char *nl;
+
+    *escaped_nul = false;
+    for (i = 0; i < n; i++) {
+        if (buf[i] != '\0')
+            continue;
+        if (i > 0 && buf[i - 1] == '\\') {
+            *escaped_nul = true;
+            continue;
+        }
+        set_err(err, 400, "NUL Byte In Header");
+        return -1;
+    }
+    nl = memchr(buf, '\n', n);
+    i = nl ? (size_t)(nl - buf) + 1 : n;
+    if (i < n && (buf[i] == ' ' || buf[i] == '\t')) {
+        set_err(err, 400, "Bad Header Folding");
+        return -1;
+    }
+    while (i < n) {
+        const char *line = buf + i, *colon, *val, *vend;
+        size_t l, nlen, j = i;
+
+        /* One header: its line plus continuation lines. */
+        for (;;) {
+            const char *e = memchr(buf + j, '\n', n - j);
+            j = e ? (size_t)(e - buf) + 1 : n;
+            if (j >= n || (buf[j] != ' ' && buf[j] != '\t'))
+                break;
+        }
+        l = j - i;
+        i = j;
+        vend = line + l;
+        while (vend > line && (vend[-1] == '\r' || vend[-1] == '\n'))
+            vend--;
+        if (vend == line)
+            break;   /* the empty line */
+        colon = memchr(line, ':', (size_t)(vend - line));
+        if (colon == NULL) {
+            set_err(err, 400, "Header Without Colon");
+            return -1;
+        }
+        nlen = (size_t)(colon - line);
+        while (nlen > 0 && (line[nlen - 1] == ' ' || line[nlen - 1] == '\t'))
+            nlen--;
+        if (nlen == 0) {
+            set_err(err, 400, "Bad Header Name");
+            return -1;
+        }
+        for (size_t k = 0; k < nlen; k++) {
+            if (!is_token_char((unsigned char)line[k])) {
+                set_err(err, 400, "Bad Header Name");
+                return -1;
+            }
+        }
+        for (size_t k = 0; k < sizeof single / sizeof single[0]; k++) {
+            if (hname_is(line, nlen, single[k].name, single[k].compact) && ++counts[k] > 1) {
+                /* RFC 3261 §7.3.1; RFC 4475 §3.3.8 */
+                set_err(err, 400, "Multiple %s Header Fields", single[k].shown);
+                return -1;
+            }
+        }
+        val = colon + 1;
+        bool is_list = hname_is(line, nlen, "contact", 'm') || hname_is(line, nlen, "route", 0) ||
+                       hname_is(line, nlen, "record-route", 0) || hname_is(line, nlen, "reply-to", 0);
+        if (is_list || hname_is(line, nlen, "from", 'f') || hname_is(line, nlen, "to", 't')) {
+            const char *why = check_addr_value(val, (size_t)(vend - val), is_list);
+            if (why) {
+                set_err(err, 400, "%s in %.*s", why, (int)(nlen < 20 ? nlen : 20), line);
+                return -1;
+            }
+        }
+    }
     return 0;
 }
 
@@ -237,7 +589,9 @@ sip_msg_parse(const char *buf, size_t len, const struct sip_limits *lim, struct 
     struct sip_limits deflim;
     struct sip_msg *msg = NULL;
     osip_message_t *m = NULL;
-    size_t mlen = 0;
+    size_t mlen = 0, hlen = 0;
+    bool is_request, escaped_nul = false;
+    char *copy = NULL;
     osip_via_t *via = NULL;
     osip_generic_param_t *br = NULL;
 
@@ -251,18 +605,47 @@ sip_msg_parse(const char *buf, size_t len, const struct sip_limits *lim, struct 
     }
     if (len > lim->max_msg_size) {
         set_err(err, 413, "Message Too Large");
-        return NULL;
+        goto fail;
     }
-    if (prescan(buf, len, lim, err, &mlen) != 0)
-        return NULL;
+    if (prescan(buf, len, lim, err, &mlen, &hlen) != 0)
+        goto fail;
+    is_request = !(len >= 4 && memcmp(buf, "SIP/", 4) == 0);
+    if (is_request) {
+        const char *eol = memchr(buf, '\n', hlen);
+        size_t l = eol ? (size_t)(eol - buf) : hlen;
+        if (l > 0 && buf[l - 1] == '\r')
+            l--;
+        if (check_request_line(buf, l, err) != 0)
+            goto fail;
+    }
+    if (check_headers(buf, hlen, err, &escaped_nul) != 0)
+        goto fail;
+    if (escaped_nul) {
+        /*
+         * osip keeps header values as C strings, so a NUL cannot pass through it. It is
+         * legal only as a quoted-pair ("\<NUL>" in a quoted string): replaced by "?"
+         * in our copy, the value otherwise unchanged.
+         */
+        copy = malloc(mlen);
+        if (copy == NULL) {
+            set_err(err, 500, "Out Of Memory");
+            goto fail;
+        }
+        memcpy(copy, buf, mlen);
+        for (size_t k = 1; k < hlen && k < mlen; k++)
+            if (copy[k] == '\0' && copy[k - 1] == '\\')
+                copy[k] = '?';
+    }
     if (osip_message_init(&m) != 0) {
         set_err(err, 500, "Out Of Memory");
-        return NULL;
+        goto fail;
     }
-    if (osip_message_parse(m, buf, mlen) != 0) {
+    if (osip_message_parse(m, copy ? copy : buf, mlen) != 0) {
         set_err(err, 400, "Malformed Message");
         goto fail;
     }
+    free(copy);
+    copy = NULL;
     msg = calloc(1, sizeof *msg);
     if (msg == NULL) {
         set_err(err, 500, "Out Of Memory");
@@ -296,7 +679,7 @@ sip_msg_parse(const char *buf, size_t len, const struct sip_limits *lim, struct 
     }
     msg->cseq = (uint32_t)strtoul(m->cseq->number, NULL, 10);
     if (msg->request) {
-        if (m->sip_version == NULL || strcmp(m->sip_version, "SIP/2.0") != 0) {
+        if (m->sip_version == NULL || strcasecmp(m->sip_version, "SIP/2.0") != 0) {
             set_err(err, 505, "Version Not Supported");
             goto fail;
         }
@@ -332,11 +715,16 @@ sip_msg_parse(const char *buf, size_t len, const struct sip_limits *lim, struct 
     return msg;
 
 fail:
+    /* A malformed response is discarded, never answered (RFC 3261 §18.1.2, §16.7). */
+    if (err && len >= 4 && memcmp(buf, "SIP/", 4) == 0)
+        err->status = 0;
+    free(copy);
     if (msg) {
         msg->osip = NULL;
         free(msg);
     }
-    osip_message_free(m);
+    if (m)
+        osip_message_free(m);
     return NULL;
 }
 

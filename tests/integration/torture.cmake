@@ -9,7 +9,12 @@ if(Python3_Interpreter_FOUND)
   if(TARGET parley-homeserver)
     add_test(NAME torture_homeserver
              COMMAND ${CMAKE_SOURCE_DIR}/tests/torture/run.sh $<TARGET_FILE:parley-homeserver>)
-    # 61 messages x 3 modes x (wait + probe) plus pipelining: bounded well below this.
+    # 61 messages x 3 modes x (wait + probe) plus pipelining, one server per mode: ~90 s.
     set_tests_properties(torture_homeserver PROPERTIES LABELS "integration;torture" TIMEOUT 900)
+    # Resource limits: 10,000 headers (UDP, TCP), 10 MB body, 1,000 idle connections,
+    # garbage streams; the server must stay up and bounded (tests/torture/limits.py).
+    add_test(NAME torture_limits
+             COMMAND ${CMAKE_SOURCE_DIR}/tests/torture/run.sh --limits $<TARGET_FILE:parley-homeserver>)
+    set_tests_properties(torture_limits PROPERTIES LABELS "integration;torture" TIMEOUT 300)
   endif()
 endif()

@@ -375,6 +375,37 @@ def pipeline_ok(case):
     return cl is not None and cl.isdigit() and end + int(cl) == len(case.data)
 
 
+_BRANCH = re.compile(rb'branch\s*=\s*([^;,\s]+)', re.IGNORECASE)
+
+
+def txn_key(case):
+    """RFC 3261 17.2.3 server-transaction key of a request sent as stored (TCP):
+    top Via branch, sent-by and method. Two messages with the same key in flight
+    at once are one transaction to the server (the second a retransmission)."""
+    end = header_end(case.data)
+    hdrs = headers_of(case.data[:end if end > 0 else len(case.data)])
+    via = header(hdrs, b'via', b'v') or b''
+    b = _BRANCH.search(via)
+    s = _VIA_SENTBY.search(via)
+    return (b.group(1) if b else None,
+            (s.group(2) + (s.group(3) or b'').replace(b' ', b'')) if s else None,
+            case.data.split(b' ', 1)[0])
+
+
+def pipeline_groups(batch, size=4):
+    """Groups of up to <size> cases with distinct transaction keys, in order."""
+    groups = []
+    for c in batch:
+        k = txn_key(c)
+        for g in groups:
+            if len(g) < size and all(txn_key(x) != k for x in g):
+                g.append(c)
+                break
+        else:
+            groups.append([c])
+    return groups
+
+
 def run(args, cases):
     udp = parse_addr(args.udp) if args.udp else None
     tcp = parse_addr(args.tcp) if args.tcp else None
@@ -396,8 +427,7 @@ def run(args, cases):
     for mode in modes:
         if mode == 'pipeline':
             batch = [c for c in cases if pipeline_ok(c)]
-            for i in range(0, len(batch), 4):
-                group = batch[i:i + 4]
+            for group in pipeline_groups(batch):
                 got = d.send_pipeline(group)
                 alive = d.probe()
                 for c in group:
@@ -473,6 +503,11 @@ def self_test(cases, errors):
     check(r == (404, b'abc', 42), 'parse_response compact forms: %r' % (r,))
     check(parse_response(b'SIP/2.0 200 OK\r\nContent-Length: 5\r\n\r\nab') is None,
           'parse_response waits for the body')
+    groups = pipeline_groups([c for c in cases if pipeline_ok(c)])
+    check(all(len({txn_key(x) for x in g}) == len(g) for g in groups),
+          'pipeline groups hold distinct transactions')
+    check(sum(len(g) for g in groups) == len([c for c in cases if pipeline_ok(c)]),
+          'pipeline groups keep every case')
     w = [c for c in cases if c.name == 'wsinv']
     if w:
         s = substitute_via(w[0].data, '127.0.0.1', 5)

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Resource-limit checks against a running SIP server (parley-homeserver).
+
+Each check sends something hostile, then an OPTIONS probe over UDP must still be
+answered (the server is alive and serving):
+
+  headers-udp      10,000 header lines in one datagram      -> 400 or 413
+  headers-tcp      10,000 header lines on TCP, < 64 KiB      -> 400/413 or connection closed
+  headers-tcp-big  10,000 long header lines on TCP (320 KiB) -> 413 or connection closed
+  body-10m         10 MB body on TCP                         -> connection closed, RSS growth bounded
+  idle-1000        1,000 idle TCP connections, then OPTIONS over UDP and over a new TCP
+                   connection                                -> both answered
+  garbage-tcp      1 MiB of random bytes on TCP              -> connection closed
+  garbage-crlf     random bytes containing CRLFCRLF on TCP   -> connection closed
+  garbage-udp      random datagrams                          -> no answer needed, alive
+
+Every wait is bounded (--wait, and a per-check deadline). Standard library only.
+The last line printed is "N passed, M failed"; exit status 1 on any failure.
+
+  tests/torture/limits.py --udp 127.0.0.1:5060 --tcp 127.0.0.1:5060 [--pid PID] [--only a,b]
+"""
+
+import argparse
+import os
+import random
+import resource
+import select
+import socket
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import torture  # noqa: E402  (probe and response parsing)
+
+
+def parse_addr(s):
+    host, _, port = s.rpartition(':')
+    return host, int(port)
+
+
+def rss_kb(pid):
+    """Resident set size of <pid> in KiB, or None when /proc is not readable."""
+    try:
+        with open('/proc/%d/status' % pid) as f:
+            for line in f:
+                if line.startswith('VmRSS:'):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def request(method, ruri, via_host, via_port, proto, cid, extra=b'', body=b'', clen=None):
+    """A well-formed request with <extra> header lines before Content-Length."""
+    head = ('%s %s SIP/2.0\r\n'
+            'Via: SIP/2.0/%s %s:%d;branch=z9hG4bK%s;rport\r\n'
+            'Max-Forwards: 70\r\n'
+            'To: <%s>\r\n'
+            'From: <sip:limits@example.com>;tag=l%d\r\n'
+            'Call-ID: %s\r\n'
+            'CSeq: 1 %s\r\n' % (method, ruri, proto, via_host, via_port, cid.replace('@', '.'),
+                                ruri, random.randint(1, 1 << 30), cid, method)).encode()
+    n = len(body) if clen is None else clen
+    return head + extra + b'Content-Length: %d\r\n\r\n' % n + body
+
+
+class Limits:
+    def __init__(self, args):
+        self.udp = parse_addr(args.udp)
+        self.tcp = parse_addr(args.tcp)
+        self.wait = args.wait
+        self.pid = args.pid
+        self.verbose = args.verbose
+        self.drv = torture.Driver(self.udp, self.tcp, args.wait, 0, args.verbose)
+        self.rng = random.Random(4475)
+        self.ruri = 'sip:%s:%d' % self.udp
+
+    def log(self, *a):
+        if self.verbose:
+            print(*a, file=sys.stderr)
+
+    def cid(self, name):
+        return 'limits-%s-%d-%d@127.0.0.1' % (name, os.getpid(), self.rng.randint(0, 1 << 30))
+
+    # ---- helpers
+    def udp_exchange(self, build):
+        """Sends build(local_port) as one datagram; returns the final status or None."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(('127.0.0.1', 0))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            data, cid = build(s.getsockname()[1])
+            s.sendto(data, self.udp)
+            return self.drv._collect_udp(s, cid.encode())
+        finally:
+            s.close()
+
+    def tcp_stream(self, chunks, deadline):
+        """Writes <chunks> (an iterable of bytes) on a new connection while reading.
+        Returns (responses as list of status codes, closed_by_server, bytes_written)."""
+        c = socket.create_connection(self.tcp, timeout=self.wait)
+        statuses, buf, closed, written = [], b'', False, 0
+        try:
+            c.setblocking(False)
+            it = iter(chunks)
+            pending = b''
+            done_writing = False
+            while time.monotonic() < deadline:
+                if not pending and not done_writing:
+                    pending = next(it, None)
+                    if pending is None:
+                        done_writing, pending = True, b''
+                wl = [c] if pending else []
+                r, w, _ = select.select([c], wl, [], max(0.0, min(0.5, deadline - time.monotonic())))
+                if r:
+                    try:
+                        chunk = c.recv(65536)
+                    except (BlockingIOError, InterruptedError):
+                        chunk = None
+                    except OSError:
+                        closed = True
+                        break
+                    if chunk == b'':
+                        closed = True
+                        break
+                    if chunk:
+                        buf += chunk
+                        while True:
+                            p = torture.parse_response(buf)
+                            if not p:
+                                break
+                            statuses.append(p[0])
+                            buf = buf[p[2]:]
+                if w and pending:
+                    try:
+                        n = c.send(pending)
+                        written += n
+                        pending = pending[n:]
+                    except (BlockingIOError, InterruptedError):
+                        pass
+                    except OSError:
+                        closed = True   # reset by the server while we were writing
+                        break
+                if done_writing and statuses and statuses[-1] >= 200 and not r:
+                    break
+            return statuses, closed, written
+        finally:
+            c.close()
+
+    # ---- checks: each returns (ok, detail)
+    def headers_udp(self):
+        extra = b''.join(b'h%d:v\r\n' % (i % 10) for i in range(10000))
+        cid = self.cid('hudp')
+
+        def build(port):
+            return request('OPTIONS', self.ruri, '127.0.0.1', port, 'UDP', cid, extra), cid
+        st = self.udp_exchange(build)
+        return st in (400, 413), 'got %s, want 400|413' % torture.fmt(st)
+
+    def headers_tcp(self):
+        extra = b''.join(b'h%d:v\r\n' % (i % 10) for i in range(10000))
+        msg = request('OPTIONS', self.ruri, '127.0.0.1', 5060, 'TCP', self.cid('htcp'), extra)
+        sts, closed, _ = self.tcp_stream([msg], time.monotonic() + self.wait * 2)
+        ok = (sts and sts[0] in (400, 413)) or (not sts and closed)
+        return ok, 'got %s closed=%s (%d bytes), want 400|413 or close' % (sts, closed, len(msg))
+
+    def headers_tcp_big(self):
+        extra = b''.join(b'X-Torture-Header-%05d: some value\r\n' % i for i in range(10000))
+        msg = request('OPTIONS', self.ruri, '127.0.0.1', 5060, 'TCP', self.cid('hbig'), extra)
+        chunks = (msg[i:i + 16384] for i in range(0, len(msg), 16384))
+        sts, closed, written = self.tcp_stream(chunks, time.monotonic() + self.wait * 3)
+        ok = (sts and sts[0] == 413) or (not sts and closed)
+        return ok, 'got %s closed=%s after %d of %d bytes, want 413 or close' % (
+            sts, closed, written, len(msg))
+
+    def body_10m(self):
+        size = 10 * 1024 * 1024
+        before = rss_kb(self.pid) if self.pid else None
+        head = request('MESSAGE', self.ruri, '127.0.0.1', 5060, 'TCP', self.cid('body'),
+                       b'Content-Type: text/plain\r\n', b'', clen=size)
+        block = b'x' * 65536
+
+        def chunks():
+            yield head
+            for _ in range(size // len(block)):
+                yield block
+        t0 = time.monotonic()
+        sts, closed, written = self.tcp_stream(chunks(), t0 + self.wait * 5)
+        after = rss_kb(self.pid) if self.pid else None
+        grow = (after - before) if before is not None and after is not None else None
+        ok = closed and (not sts or sts[0] == 413) and (grow is None or grow < 8 * 1024)
+        return ok, 'closed=%s after %d bytes in %.1fs, got %s, RSS growth %s KiB (limit 8192)' % (
+            closed, written, time.monotonic() - t0, sts, grow)
+
+    def idle_1000(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 1000 + 64
+        if soft < want and (hard == resource.RLIM_INFINITY or hard >= want):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        conns = []
+        deadline = time.monotonic() + 30
+        try:
+            for _ in range(1000):
+                if time.monotonic() > deadline:
+                    return False, 'only %d connections in 30 s' % len(conns)
+                c = socket.create_connection(self.tcp, timeout=self.wait)
+                conns.append(c)
+            # every connection must still be open (the server did not shed them)
+            r, _, _ = select.select(conns, [], [], 0.2)
+            dead = sum(1 for c in r if c.recv(1, socket.MSG_PEEK) == b'')
+            udp_ok = self.drv.probe()
+            msg = request('OPTIONS', self.ruri, '127.0.0.1', 5060, 'TCP', self.cid('idle'))
+            sts, _, _ = self.tcp_stream([msg], time.monotonic() + self.wait * 2)
+            tcp_ok = bool(sts) and sts[-1] == 200
+            return dead == 0 and udp_ok and tcp_ok, (
+                '%d connections open, %d closed by server, UDP OPTIONS %s, TCP OPTIONS %s' % (
+                    len(conns), dead, 'answered' if udp_ok else 'NOT answered', sts))
+        except OSError as e:
+            return False, 'after %d connections: %s' % (len(conns), e)
+        finally:
+            for c in conns:
+                c.close()
+
+    def garbage_tcp(self):
+        data = bytes(self.rng.getrandbits(8) for _ in range(1 << 20)).replace(b'\r\n\r\n', b'xxxx')
+        chunks = (data[i:i + 32768] for i in range(0, len(data), 32768))
+        sts, closed, written = self.tcp_stream(chunks, time.monotonic() + self.wait * 3)
+        return closed and not sts, 'closed=%s after %d bytes, responses %s' % (closed, written, sts)
+
+    def garbage_crlf(self):
+        data = bytes(self.rng.getrandbits(8) for _ in range(4096)) + b'\r\n\r\n' + \
+            bytes(self.rng.getrandbits(8) for _ in range(4096))
+        sts, closed, written = self.tcp_stream([data], time.monotonic() + self.wait * 2)
+        return closed and not sts, 'closed=%s after %d bytes, responses %s' % (closed, written, sts)
+
+    def garbage_udp(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for n in (1, 7, 100, 1500, 9000, 60000):
+                s.sendto(bytes(self.rng.getrandbits(8) for _ in range(n)), self.udp)
+            s.sendto(b'OPTIONS sip:x SIP/2.0\r\n\r\n', self.udp)
+            s.sendto(b'\r\n\r\n', self.udp)
+        finally:
+            s.close()
+        return True, 'sent 8 datagrams'
+
+
+CHECKS = ['headers_udp', 'headers_tcp', 'headers_tcp_big', 'body_10m', 'idle_1000',
+          'garbage_tcp', 'garbage_crlf', 'garbage_udp']
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--udp', required=True, help='server UDP address host:port')
+    ap.add_argument('--tcp', required=True, help='server TCP address host:port')
+    ap.add_argument('--pid', type=int, help='server PID (memory growth check via /proc)')
+    ap.add_argument('--wait', type=float, default=3.0, help='seconds per exchange (default 3)')
+    ap.add_argument('--only', help='comma-separated check names (%s)' % ', '.join(CHECKS))
+    ap.add_argument('-v', '--verbose', action='store_true')
+    args = ap.parse_args()
+    lim = Limits(args)
+    names = CHECKS if not args.only else [n.replace('-', '_') for n in args.only.split(',')]
+    if not lim.drv.probe(timeout=max(args.wait, 5)):
+        print('FAIL server does not answer OPTIONS at %s:%d' % lim.udp)
+        print('0 passed, 1 failed')
+        return 1
+    passed = failed = 0
+    for name in names:
+        fn = getattr(lim, name, None)
+        if fn is None or name not in CHECKS:
+            print('FAIL %-16s unknown check' % name)
+            failed += 1
+            continue
+        t0 = time.monotonic()
+        try:
+            ok, detail = fn()
+        except OSError as e:
+            ok, detail = False, 'socket error: %s' % e
+        alive = lim.drv.probe(timeout=max(args.wait, 5))
+        ok = ok and alive
+        print('%s %-16s %s%s (%.1fs)' % ('ok  ' if ok else 'FAIL', name.replace('_', '-'), detail,
+                                         '' if alive else '; server no longer answers OPTIONS',
+                                         time.monotonic() - t0))
+        if ok:
+            passed += 1
+        else:
+            failed += 1
+    print('%d passed, %d failed' % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
