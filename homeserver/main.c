@@ -21,8 +21,10 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "hs_dir.h"
 #include "proxy/px.h"
 #include "store/store.h"
+#include "us_auth.h"
 #include "us_location.h"
 #include "us_registrar.h"
 #include "util/admin_http.h"
@@ -54,6 +56,12 @@ struct hs_settings {
     long long max_conns;
     long long shutdown_grace_ms;
     bool record_route;
+    char *etcd;
+    char *server_name;
+    char *auth;
+    long long nonce_lifetime_ms;
+    long long lease_ttl_ms;
+    bool auth_sha256;
 };
 
 #define ROW(n, t, d, lo, hi, rl, req, h, f) {n, t, d, lo, hi, rl, req, h, offsetof(struct hs_settings, f)}
@@ -94,6 +102,23 @@ static const struct cfg_opt hs_rows[] = {
         "on SIGTERM, how long transactions in flight may finish", shutdown_grace_ms),
     ROW("record-route", CFG_BOOL, "true", 0, 0, false, false,
         "Record-Route dialog-creating requests (keep the home server in the dialog)", record_route),
+    ROW("etcd", CFG_STR, NULL, 0, 0, false, false,
+        "etcd client URLs of the directory, comma-separated; empty = no directory (every user of "
+        "--domain is accepted, no authentication)", etcd),
+    ROW("server-name", CFG_STR, NULL, 0, 0, false, false,
+        "this server's name in the directory (/parley/servers/<name>); required with --etcd", server_name),
+    ROW("auth", CFG_STR, NULL, 0, 0, false, false,
+        "digest authentication of clients: off, register (REGISTER only) or all; default all with "
+        "--etcd, else off", auth),
+    ROW("nonce-lifetime", CFG_DURATION_MS, "5m", 1000, 86400000, false, false,
+        "age after which a digest nonce is stale (the client is re-challenged with stale=true)",
+        nonce_lifetime_ms),
+    ROW("lease-ttl", CFG_DURATION_MS, "10s", 1000, 3600000, false, false,
+        "TTL of this server's announcement in the directory (a dead server vanishes after it)",
+        lease_ttl_ms),
+    ROW("auth-sha256", CFG_BOOL, "true", 0, 0, false, false,
+        "challenge with SHA-256 before MD5 (RFC 8760); false for clients that read only the first "
+        "challenge and know only MD5 (e.g. sipp 3.6)", auth_sha256),
 };
 
 struct hs {
@@ -106,6 +131,8 @@ struct hs {
     struct us_registrar *reg;
     struct metrics *metrics;
     struct admin_http *admin;
+    struct hs_dir *dir;          /* NULL without --etcd */
+    struct us_auth *auth;        /* NULL when authentication is off */
     struct event *sig_term, *sig_int, *sig_hup;
     bool stopping;
 };
@@ -175,6 +202,8 @@ hs_handle(struct px_req *req, void *arg)
     bool ours;
     char aor[512];
 
+    if (hs->auth && !us_auth_stage(hs->auth, req, NULL))
+        return PX_ANSWERED;   /* challenged or refused (us_auth.h) */
     /* Strict-routed requests (a Route remains) go to the protocol stack (design §2). */
     if (px_req_has_route(req))
         return PX_ROUTE;
@@ -185,6 +214,8 @@ hs_handle(struct px_req *req, void *arg)
             px_reply(req, 403, "Domain Not Served Here");
             return PX_ANSWERED;
         }
+        if (hs->dir && hs_dir_check_register(hs->dir, req) != PX_ROUTE)
+            return PX_ANSWERED;   /* unknown, disabled, or homed elsewhere (hs_dir.h) */
         return us_registrar_handle(hs->reg, req, hs->set.domain);
     }
     if (!ours)
@@ -399,12 +430,86 @@ static int
 apply_settings(struct cfg *cfg, void *arg, struct cfg_error *err)
 {
     struct hs *hs = arg;
+    enum us_auth_mode mode = US_AUTH_OFF;
+    bool etcd = hs->set.etcd && hs->set.etcd[0];
+
+    if (etcd && (hs->set.server_name == NULL || hs->set.server_name[0] == '\0')) {
+        cfg_error_set(err, "--server-name is required with --etcd");
+        return -1;
+    }
+    if (hs->set.auth && hs->set.auth[0] && us_auth_mode_parse(hs->set.auth, &mode) != 0) {
+        cfg_error_set(err, "--auth: '%s' is not off, register or all", hs->set.auth);
+        return -1;
+    }
+    if (!etcd && hs->set.auth && hs->set.auth[0] && mode != US_AUTH_OFF) {
+        cfg_error_set(err, "--auth %s needs the directory (--etcd)", hs->set.auth);
+        return -1;
+    }
 
     if (hs->set.min_expires > hs->set.max_expires) {
         cfg_error_set(err, "min-expires (%lld) is above max-expires (%lld)", hs->set.min_expires,
                       hs->set.max_expires);
         return -1;
     }
+    return 0;
+}
+
+/* --etcd: the directory (announcing this server) and the authentication stage. */
+static int
+start_directory(struct hs *hs)
+{
+    struct hs_dir_opts dopts;
+    struct us_auth_opts aopts;
+    char address[300], admin[300];
+
+    if (hs->set.etcd == NULL || hs->set.etcd[0] == '\0')
+        return 0;
+    memset(&dopts, 0, sizeof dopts);
+    if (hs_dir_listener_uri(hs->set.listen.v[0], hs->set.advertise, address, sizeof address) != 0) {
+        log_err("cannot make a SIP URI of the listener %s", hs->set.listen.v[0]);
+        return -1;
+    }
+    admin[0] = '\0';
+    if (hs->admin) {
+        const char *colon = strrchr(hs->set.admin, ':');   /* "host:port", ":port" or "port" */
+        if (colon == NULL || colon == hs->set.admin)
+            snprintf(admin, sizeof admin, "http://127.0.0.1:%d", admin_http_port(hs->admin));
+        else
+            snprintf(admin, sizeof admin, "http://%.*s:%d", (int)(colon - hs->set.admin), hs->set.admin,
+                     admin_http_port(hs->admin));
+    }
+    dopts.endpoints = hs->set.etcd;
+    dopts.data_dir = hs->set.data_dir;
+    dopts.name = hs->set.server_name;
+    dopts.address = address;
+    dopts.admin = admin[0] ? admin : NULL;
+    dopts.lease_ttl_s = (unsigned)((hs->set.lease_ttl_ms + 999) / 1000);
+    dopts.domain = hs->set.domain;
+    dopts.loc = hs->loc;
+    dopts.st = hs->st;
+    hs->dir = hs_dir_new(hs->base, &dopts);
+    if (hs->dir == NULL)
+        return -1;
+    hs_dir_register_admin(hs->dir, hs->admin, hs->metrics);
+    memset(&aopts, 0, sizeof aopts);
+    aopts.mode = US_AUTH_ALL;
+    if (hs->set.auth && hs->set.auth[0])
+        us_auth_mode_parse(hs->set.auth, &aopts.mode);
+    if (aopts.mode == US_AUTH_OFF)
+        return 0;
+    aopts.realm = hs->set.domain;
+    aopts.server_name = hs->set.server_name;
+    aopts.nonce_lifetime_s = (uint64_t)(hs->set.nonce_lifetime_ms / 1000);
+    aopts.offer_sha256 = hs->set.auth_sha256;
+    aopts.dir = hs_dir_dir(hs->dir);
+    aopts.px = hs->px;
+    hs->auth = us_auth_new(&aopts, hs->metrics);
+    if (hs->auth == NULL) {
+        log_err("cannot start the authentication stage");
+        return -1;
+    }
+    log_info("authentication: %s, realm %s", hs->set.auth && hs->set.auth[0] ? hs->set.auth : "all",
+             hs->set.domain);
     return 0;
 }
 
@@ -498,6 +603,8 @@ main(int argc, char **argv)
         admin_http_add_route(hs.admin, "/api/registrations", api_registrations, &hs);
         log_info("admin endpoint on port %d", admin_http_port(hs.admin));
     }
+    if (start_directory(&hs) != 0)
+        goto out;
     hs.sig_term = evsignal_new(hs.base, SIGTERM, signal_cb, &hs);
     hs.sig_int = evsignal_new(hs.base, SIGINT, signal_cb, &hs);
     hs.sig_hup = evsignal_new(hs.base, SIGHUP, signal_cb, &hs);
@@ -507,6 +614,8 @@ main(int argc, char **argv)
     log_info("parley-homeserver %s serving domain %s", PARLEY_VERSION, hs.set.domain);
     event_base_dispatch(hs.base);
     status = 0;
+    hs_dir_shutdown(hs.dir, hs.base);   /* revokes the announcement's lease */
+    hs.dir = NULL;
     log_info("stopped");
 out:
     if (hs.sig_term)
@@ -516,6 +625,8 @@ out:
     if (hs.sig_hup)
         event_free(hs.sig_hup);
     admin_http_free(hs.admin);
+    us_auth_free(hs.auth);
+    hs_dir_free(hs.dir);
     px_free(hs.px);
     us_registrar_free(hs.reg);
     store_close(hs.st);

@@ -80,6 +80,7 @@ const struct px_stats *px_stats(const struct px *px) { return &px->stats; }
 struct sip_msg *px_req_msg(const struct px_req *req) { return req->msg; }
 struct tx *px_req_tx(const struct px_req *req) { return req->stx; }
 const struct tp_rx *px_req_rx(const struct px_req *req) { return req->rx; }
+bool px_req_is_trusted(const struct px_req *req) { (void)req; return false; }
 uint64_t px_req_conn_id(const struct px_req *req) { return req->conn_id; }
 const struct tp_addr *px_req_src(const struct px_req *req) { return &req->src; }
 enum tp_proto px_req_proto(const struct px_req *req) { return req->proto; }

@@ -88,6 +88,11 @@ const struct tp_addr *px_req_src(const struct px_req *req);
 enum tp_proto px_req_proto(const struct px_req *req);
 /* true when a Route remained after §16.4 pre-processing (design §2: strict-routed). */
 bool px_req_has_route(const struct px_req *req);
+/* true when the request came over a trusted connection (design §2 "server" class: MTLS
+ * peer listed in the directory, or a trusted listener/static route). Trusted requests are
+ * already authenticated, so User Services does not challenge them. Connection classes are
+ * not wired yet: always false for now (the hook for them). */
+bool px_req_is_trusted(const struct px_req *req);
 void px_req_ref(struct px_req *req);
 void px_req_unref(struct px_req *req);
 
