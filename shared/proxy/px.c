@@ -24,6 +24,7 @@ struct px {
     void *arg;
     struct px_stats stats;
     bool shutting_down;
+    struct px_req *live;      /* every px_req alive, for px_free() */
 };
 
 struct px_branch {
@@ -61,6 +62,7 @@ struct px_req {
     bool final_sent;
     bool cancelled;
     bool forwarding;          /* holds a reference while branches decide the answer */
+    struct px_req *live_next, *live_prev;
 };
 
 void
@@ -157,6 +159,12 @@ our_hostport(struct px *px, enum tp_proto proto, char *host, size_t hostlen, uin
 static void
 req_free(struct px_req *r)
 {
+    if (r->live_prev)
+        r->live_prev->live_next = r->live_next;
+    else if (r->px->live == r)
+        r->px->live = r->live_next;
+    if (r->live_next)
+        r->live_next->live_prev = r->live_prev;
     for (unsigned i = 0; i < r->nbr; i++) {
         if (r->br[i].ctx) {
             tx_client_detach(r->br[i].ctx);
@@ -825,6 +833,10 @@ on_request(struct tx *stx, const struct tp_rx *rx, void *arg)
     }
     r->px = px;
     r->refs = 1;
+    r->live_next = px->live;
+    if (px->live)
+        px->live->live_prev = r;
+    px->live = r;
     r->stx = stx;
     tx_ref(stx);
     tx_set_owner(stx, r);
@@ -1058,6 +1070,24 @@ px_free(struct px *px)
 {
     if (px == NULL)
         return;
+    /*
+     * A request still forwarding holds its transactions and itself (a cycle the
+     * transaction table cannot break): release it before the table goes.
+     */
+    for (struct px_req *r = px->live, *next; r; r = next) {
+        next = r->live_next;
+        for (unsigned i = 0; i < r->nbr; i++) {
+            if (r->br[i].ctx) {
+                tx_client_detach(r->br[i].ctx);
+                tx_unref(r->br[i].ctx);
+                r->br[i].ctx = NULL;
+            }
+        }
+        if (r->forwarding) {
+            r->forwarding = false;
+            px_req_unref(r);
+        }
+    }
     tx_layer_free(px->txl);
     tp_free(px->tp);
     if (px->dns)
