@@ -76,7 +76,7 @@ static const struct cfg_opt hs_rows[] = {
         "host name or address put in Via and Record-Route (default: the listener's address)", advertise),
     ROW("admin", CFG_STR, "127.0.0.1:0", 0, 0, false, false,
         "admin HTTP endpoint address (/healthz, /metrics, /config, /api/...); empty = off", admin),
-    ROW("admin-token", CFG_STR, NULL, 0, 0, true, false, "bearer token required by the admin endpoint",
+    ROW("admin-token", CFG_STR, NULL, 0, 0, false, false, "bearer token required by the admin endpoint",
         admin_token),
     ROW("min-expires", CFG_INT, "60", 1, 86400, true, false,
         "shortest registration interval accepted (else 423)", min_expires),
@@ -450,6 +450,11 @@ apply_settings(struct cfg *cfg, void *arg, struct cfg_error *err)
         cfg_error_set(err, "min-expires (%lld) is above max-expires (%lld)", hs->set.min_expires,
                       hs->set.max_expires);
         return -1;
+    }
+    if (hs->reg) {   /* NULL during cfg_load(): main() passes the values to us_registrar_new() */
+        struct us_registrar_opts ro = {hs->set.min_expires, hs->set.max_expires, hs->set.default_expires,
+                                       hs->set.max_contacts};
+        us_registrar_set_opts(hs->reg, &ro);
     }
     return 0;
 }

@@ -72,6 +72,13 @@ us_registrar_new(struct event_base *base, const struct us_registrar_opts *opts, 
 }
 
 void
+us_registrar_set_opts(struct us_registrar *reg, const struct us_registrar_opts *opts)
+{
+    if (reg && opts)
+        reg->opts = *opts;
+}
+
+void
 us_registrar_free(struct us_registrar *reg)
 {
     if (reg == NULL)

@@ -26,6 +26,8 @@ struct us_registrar_opts {
 struct us_registrar *us_registrar_new(struct event_base *base, const struct us_registrar_opts *opts,
                                       struct us_location *loc, struct store *st);
 void us_registrar_free(struct us_registrar *reg);
+/* Replaces the limits (configuration reload); applies to REGISTERs handled from now on. */
+void us_registrar_set_opts(struct us_registrar *reg, const struct us_registrar_opts *opts);
 /* Loads the stored bindings into the location table (at start). Returns the count or -1. */
 long us_registrar_load(struct us_registrar *reg);
 /* Handles a REGISTER addressed to our domain. */
