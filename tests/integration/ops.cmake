@@ -19,3 +19,16 @@ if(TARGET parley-homeserver)
     TIMEOUT 90
     ENVIRONMENT "HS_BIN=$<TARGET_FILE:parley-homeserver>;OPS_STORE_FAIL=rlimit")
 endif()
+# Packaging: `cmake --install` into a temporary prefix, then the tree and the units are checked.
+# Generator expressions, not if(TARGET): tools/ and role folders may be added after tests/.
+add_test(NAME ops_install
+  COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/ops/install.sh ${CMAKE_BINARY_DIR}
+          $<TARGET_EXISTS:parley-frontend> $<TARGET_EXISTS:parley-edge> $<TARGET_EXISTS:parleyctl>)
+set_tests_properties(ops_install PROPERTIES LABELS "ops" TIMEOUT 120)
+# docs/configuration.md must be what the binaries' --help-markdown say (scripts/gen-config-docs.sh).
+add_test(NAME ops_config_docs
+  COMMAND bash ${CMAKE_SOURCE_DIR}/scripts/gen-config-docs.sh --check
+          $<TARGET_FILE:parley-homeserver>
+          $<$<TARGET_EXISTS:parley-frontend>:$<TARGET_FILE:parley-frontend>>
+          $<$<TARGET_EXISTS:parley-edge>:$<TARGET_FILE:parley-edge>>)
+set_tests_properties(ops_config_docs PROPERTIES LABELS "ops" TIMEOUT 30)
