@@ -22,6 +22,7 @@
 #include <event2/event.h>
 
 #include "hs_dir.h"
+#include "hs_apps.h"
 #include "proxy/px.h"
 #include "store/store.h"
 #include "us_auth.h"
@@ -131,6 +132,7 @@ struct hs {
     struct us_registrar *reg;
     struct metrics *metrics;
     struct admin_http *admin;
+    struct hs_apps *apps;        /* the application chain (hs_apps.h) */
     struct hs_dir *dir;          /* NULL without --etcd */
     struct us_auth *auth;        /* NULL when authentication is off */
     struct event *sig_term, *sig_int, *sig_hup;
@@ -201,12 +203,13 @@ hs_handle(struct px_req *req, void *arg)
     osip_uri_t *ru = sip_msg_ruri(msg);
     bool ours;
     char aor[512];
+    enum px_verdict v;
 
     if (hs->auth && !us_auth_stage(hs->auth, req, NULL))
         return PX_ANSWERED;   /* challenged or refused (us_auth.h) */
     /* Strict-routed requests (a Route remains) go to the protocol stack (design §2). */
     if (px_req_has_route(req))
-        return PX_ROUTE;
+        return hs_apps_run(hs->apps, req, &v) ? v : PX_ROUTE;   /* strict-route apps only */
     ours = ru && ru->host &&
            (px_is_our_domain(hs->px, ru->host) || px_is_us(hs->px, ru->host, sip_uri_port(ru, 5060)));
     if (msg->method == SIP_REGISTER) {
@@ -219,7 +222,7 @@ hs_handle(struct px_req *req, void *arg)
         return us_registrar_handle(hs->reg, req, hs->set.domain);
     }
     if (!ours)
-        return PX_ROUTE;
+        return hs_apps_run(hs->apps, req, &v) ? v : PX_ROUTE;
     if (ru->username == NULL) {
         if (msg->method == SIP_OPTIONS)
             return answer_options(req);
@@ -245,7 +248,9 @@ hs_handle(struct px_req *req, void *arg)
     snprintf(aor, sizeof aor, "%s@%s", ru->username, hs->set.domain);
     for (char *c = aor; *c; c++)
         *c = (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c);
-    return route_local_user(hs, req, aor);
+    if (hs_apps_run(hs->apps, req, &v))
+        return v;   /* an application (routing.am by default) proxied or answered it */
+    return route_local_user(hs, req, aor);   /* built-in routing: no chain, or the chain passed */
 }
 
 /* ------------------------------------------------------------------ admin */
@@ -408,6 +413,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
             log_err("reload failed: %s", err.msg);
         else
             log_info("configuration reloaded, %d setting(s) changed", n);
+        hs_apps_reload(hs->apps);   /* a bad chain keeps the old one */
         return;
     }
     if (hs->stopping) {
@@ -537,6 +543,7 @@ main(int argc, char **argv)
                         "and a transaction-stateful SIP proxy.");
     cfg_register_log(hs.cfg);
     cfg_register(hs.cfg, "homeserver", hs_rows, sizeof hs_rows / sizeof hs_rows[0], &hs.set);
+    hs.apps = hs_apps_new(hs.cfg);
     cfg_add_check(hs.cfg, apply_settings, &hs);
     rc = cfg_load(hs.cfg, argc, argv, &cerr);
     if (rc == CFG_EXIT) {
@@ -592,6 +599,11 @@ main(int argc, char **argv)
     hs.px = px_new(hs.base, &po, hs_handle, &hs);
     if (hs.px == NULL)
         goto out;
+    if (hs.apps == NULL || hs_apps_start(hs.apps, hs.px, hs.set.domain, hs.loc, err, sizeof err) != 0) {
+        log_err("application chain: %s", hs.apps ? err : "out of memory");
+        status = 2;   /* a manifest or script error: refuse to start */
+        goto out;
+    }
     for (size_t i = 0; i < hs.set.listen.n; i++) {
         if (px_listen(hs.px, hs.set.listen.v[i]) != 0)
             goto out;
@@ -636,6 +648,7 @@ out:
     us_registrar_free(hs.reg);
     store_close(hs.st);
     us_loc_free(hs.loc);
+    hs_apps_free(hs.apps);
     metrics_free(hs.metrics);
     if (hs.base)
         event_base_free(hs.base);

@@ -63,6 +63,9 @@ struct px_req {
     bool cancelled;
     bool forwarding;          /* holds a reference while branches decide the answer */
     struct px_req *live_next, *live_prev;
+    px_response_fn *resp_fn;  /* px_req_on_response() hook, or NULL */
+    void *resp_arg;
+    px_release_fn *resp_release;
 };
 
 void
@@ -175,6 +178,8 @@ req_free(struct px_req *r)
     }
     free(r->br);
     sip_msg_free(r->best);
+    if (r->resp_release)
+        r->resp_release(r->resp_arg);
     if (r->stx) {
         if (tx_owner(r->stx) == r)
             tx_set_owner(r->stx, NULL);
@@ -249,6 +254,41 @@ px_add_target(struct px_req *req, const struct px_target *t)
         return -1;
     req->nbr++;
     return 0;
+}
+
+void
+px_req_on_response(struct px_req *req, px_response_fn *fn, void *arg, px_release_fn *release)
+{
+    if (req->resp_release)
+        req->resp_release(req->resp_arg);
+    req->resp_fn = fn;
+    req->resp_arg = arg;
+    req->resp_release = release;
+}
+
+/* Sends <resp> upstream through the response hook (which may answer instead). */
+static int
+relay_msg(struct px_req *r, struct sip_msg *resp)
+{
+    if (r->resp_fn && r->resp_fn(r, resp, r->resp_arg) != 0)
+        return 0;
+    return px_reply_msg(r, resp);
+}
+
+/* A response the proxy makes up itself, through the hook when there is one. */
+static int
+relay_code(struct px_req *r, int code, const char *reason)
+{
+    struct sip_msg *resp;
+    int rc;
+
+    if (r->resp_fn == NULL)
+        return px_reply(r, code, reason);
+    if ((resp = px_reply_build(r, code, reason)) == NULL)
+        return -1;
+    rc = relay_msg(r, resp);
+    sip_msg_free(resp);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ loop detection */
@@ -660,18 +700,18 @@ send_best(struct px_req *r)
     if (r->best) {
         if (r->best->status == 503) {
             /* §16.7 step 6: a proxy does not forward 503, it sends 500. */
-            px_reply(r, 500, "Next Hop Unavailable");
+            relay_code(r, 500, "Next Hop Unavailable");
         } else if (sip_msg_via_count(r->best) < 2) {
             /* A response that carried only our Via (a broken next hop): answer with its code. */
-            px_reply(r, r->best->status, NULL);
+            relay_code(r, r->best->status, NULL);
         } else if (sip_msg_pop_via(r->best) == 0) {
-            px_reply_msg(r, r->best);
+            relay_msg(r, r->best);
         } else {
-            px_reply(r, 500, NULL);
+            relay_code(r, 500, NULL);
         }
     } else {
         int code = r->best_code ? r->best_code : 408;
-        px_reply(r, code, code == 504 ? "Next Hop Unreachable" : NULL);
+        relay_code(r, code, code == 504 ? "Next Hop Unreachable" : NULL);
     }
     release_branches(r);
 }
@@ -729,15 +769,20 @@ branch_cb(struct tx *ctx, struct sip_msg *resp, int code, void *arg)
     if (code < 300 && sip_msg_via_count(resp) < 2)
         goto out;   /* nothing to forward it along: only our own Via */
     if (code < 200) {
-        if (code > 100 && !r->final_sent && sip_msg_pop_via(resp) == 0)
-            px_reply_msg(r, resp);   /* §16.7 step 5: forward provisionals (not 100) */
+        if (code > 100 && !r->final_sent && sip_msg_pop_via(resp) == 0) {
+            relay_msg(r, resp);   /* §16.7 step 5: forward provisionals (not 100) */
+            if (r->final_sent) {  /* the response hook answered instead */
+                cancel_pending(r);
+                release_branches(r);
+            }
+        }
         goto out;
     }
     if (code < 300) {
         if (sip_msg_pop_via(resp) != 0)
             goto out;
         if (!r->final_sent) {
-            px_reply_msg(r, resp);
+            relay_msg(r, resp);
             cancel_pending(r);   /* §16.7 step 10 */
         } else {
             struct tp_dest dest;

@@ -104,4 +104,17 @@ struct sip_msg *px_reply_build(struct px_req *req, int code, const char *reason)
 /* Adds a forwarding target (copied). 0 or -1 when the branch limit is reached. */
 int px_add_target(struct px_req *req, const struct px_target *t);
 
+/*
+ * Response hook (the application chain, design §4). <fn> is called for every response
+ * relayed upstream for <req> - provisionals (not 100), the 2xx, and the best final
+ * response, also one the proxy makes up itself (404/408/500/504 ...) - just before it
+ * is sent. It may modify <resp>. It returns 0 to send <resp>, or 1 when it answered
+ * <req> itself with px_reply*() instead (then <resp> is dropped). 2xx that arrive after
+ * the final answer are forwarded statelessly without the hook. <release>(<arg>) (may
+ * be NULL) runs when <req> is freed or the hook is replaced. One hook per request.
+ */
+typedef int px_response_fn(struct px_req *req, struct sip_msg *resp, void *arg);
+typedef void px_release_fn(void *arg);
+void px_req_on_response(struct px_req *req, px_response_fn *fn, void *arg, px_release_fn *release);
+
 #endif

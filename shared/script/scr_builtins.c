@@ -738,7 +738,8 @@ static int
 f_proxyrequest(struct scr_vm *vm, val *a, int argc, val *ret)
 {
     const struct scr_host *h = vm->h;
-    if (not_handled(vm, "ProxyRequest"))
+    /* ProxyRequest() after ProxyRequest() adds a branch: the request forks. */
+    if (vm->outcome != SCR_PROXIED && not_handled(vm, "ProxyRequest"))
         return -1;
     if (argc == 1 && want_str(vm, "ProxyRequest", 0, &a[0]))
         return -1;
