@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "sip/sip_raw.h"
 #include "util/log.h"
 
 struct tx {
@@ -193,7 +194,7 @@ tx_alloc(struct tx_layer *txl, bool server, struct sip_msg *req)
     tx->txl = txl;
     tx->server = server;
     tx->req = req;
-    tx->invite = req->method == SIP_INVITE;
+    tx->invite = req && req->method == SIP_INVITE;
     tx->refs = 1;   /* the table's */
     event_assign(&tx->ev_retx, txl->base, -1, 0, retx_cb, tx);
     event_assign(&tx->ev_timeout, txl->base, -1, 0, timeout_cb, tx);
@@ -340,12 +341,18 @@ proto_from_str(const char *s)
 int
 tx_response_dest(const struct sip_msg *resp, struct tp_dest *dest)
 {
+    return tx_response_dest_at(resp, 0, dest);
+}
+
+int
+tx_response_dest_at(const struct sip_msg *resp, int index, struct tp_dest *dest)
+{
     struct sip_via_info v;
     const char *host;
     uint16_t port;
 
     memset(dest, 0, sizeof *dest);
-    if (sip_msg_via_info(resp, 0, &v) != 0)
+    if (sip_msg_via_info(resp, index, &v) != 0)
         return -1;
     dest->proto = proto_from_str(v.transport);
     host = v.received ? v.received : v.host;
@@ -353,6 +360,12 @@ tx_response_dest(const struct sip_msg *resp, struct tp_dest *dest)
     if (!ip_literal(host))
         return -1;
     return tp_addr_from_ip(&dest->addr, host, port);
+}
+
+int
+tx_send_bytes(struct tx_layer *txl, const char *buf, size_t len, const struct tp_dest *dest)
+{
+    return send_buf(txl, dest, buf, len);
 }
 
 int
@@ -408,15 +421,25 @@ resend_last(struct tx *tx)
 int
 tx_reply(struct tx *stx, struct sip_msg *resp)
 {
-    struct tx_layer *txl = stx->txl;
     char *out = NULL;
     size_t len = 0;
-    int code = resp->status;
 
     if (!stx->server || stx->final_sent || stx->state == TX_TERMINATED)
         return -1;
     if (sip_msg_serialize(resp, &out, &len) != 0)
         return -1;
+    return tx_reply_bytes(stx, resp->status, out, len);
+}
+
+int
+tx_reply_bytes(struct tx *stx, int code, char *out, size_t len)
+{
+    struct tx_layer *txl = stx->txl;
+
+    if (!stx->server || stx->final_sent || stx->state == TX_TERMINATED) {
+        free(out);
+        return -1;
+    }
     free(stx->buf);
     stx->buf = out;
     stx->len = len;
@@ -466,14 +489,15 @@ tx_reply_build(struct tx *stx, int code, const char *reason)
 int
 tx_reply_code(struct tx *stx, int code, const char *reason)
 {
-    struct sip_msg *r = tx_reply_build(stx, code, reason);
-    int rc;
+    char tag[24], *out = NULL;
+    size_t len = 0;
 
-    if (r == NULL)
+    if (!stx->server || stx->final_sent || stx->state == TX_TERMINATED)
         return -1;
-    rc = tx_reply(stx, r);
-    sip_msg_free(r);
-    return rc;
+    sip_make_tag(stx->req, tag, sizeof tag);
+    if (sip_reply_bytes(stx->req, code, reason, tag, NULL, &out, &len) != 0)
+        return -1;
+    return tx_reply_bytes(stx, code, out, len);
 }
 
 struct tx *
@@ -564,6 +588,8 @@ client_fail(struct tx *tx, int code)
     tx_unref(tx);
 }
 
+static struct tx *client_start(struct tx *tx, const struct tp_dest *dest, tx_client_fn *cb, void *arg);
+
 struct tx *
 tx_client_send(struct tx_layer *txl, struct sip_msg *req, const struct tp_dest *dest, tx_client_fn *cb,
                void *arg)
@@ -582,18 +608,63 @@ tx_client_send(struct tx_layer *txl, struct sip_msg *req, const struct tp_dest *
         return NULL;
     }
     tx->key = client_key(req->branch, sip_msg_method_str(req));
-    log_debug("client transaction %s", tx->key ? tx->key : "");
-    tx->dest = *dest;
-    tx->reliable = dest->proto != TP_UDP;
-    tx->cb = cb;
-    tx->cb_arg = arg;
-    tx->state = tx->invite ? TX_CALLING : TX_TRYING;
     if (tx->key == NULL || sip_msg_serialize(req, &out, &len) != 0) {
         tx_free(tx);
         return NULL;
     }
     tx->buf = out;
     tx->len = len;
+    return client_start(tx, dest, cb, arg);
+}
+
+struct tx *
+tx_client_send_bytes(struct tx_layer *txl, char *buf, size_t len, const char *branch, enum sip_method method,
+                     const struct tp_dest *dest, tx_client_fn *cb, void *arg)
+{
+    struct tx *tx = calloc(1, sizeof *tx);
+
+    if (tx == NULL || branch == NULL) {
+        free(tx);
+        free(buf);
+        return NULL;
+    }
+    tx->txl = txl;
+    tx->refs = 1;
+    tx->invite = method == SIP_INVITE;
+    event_assign(&tx->ev_retx, txl->base, -1, 0, retx_cb, tx);
+    event_assign(&tx->ev_timeout, txl->base, -1, 0, timeout_cb, tx);
+    txl->stats.live_client++;
+    tx->buf = buf;
+    tx->len = len;
+    tx->key = client_key(branch, sip_method_name(method));
+    if (tx->key == NULL) {
+        tx_free(tx);
+        return NULL;
+    }
+    return client_start(tx, dest, cb, arg);
+}
+
+/* The request of a client transaction sent as bytes, parsed when first needed. */
+static struct sip_msg *
+client_req(struct tx *tx)
+{
+    if (tx->req == NULL)
+        tx->req = sip_msg_parse(tx->buf, tx->len, NULL, NULL);
+    return tx->req;
+}
+
+static struct tx *
+client_start(struct tx *tx, const struct tp_dest *dest, tx_client_fn *cb, void *arg)
+{
+    struct tx_layer *txl = tx->txl;
+    const char *out = tx->buf;
+    size_t len = tx->len;
+
+    tx->dest = *dest;
+    tx->reliable = dest->proto != TP_UDP;
+    tx->cb = cb;
+    tx->cb_arg = arg;
+    tx->state = tx->invite ? TX_CALLING : TX_TRYING;
     table_add(txl, tx);
     txl->stats.client_created++;
     tx_ref(tx);   /* the caller's */
@@ -616,7 +687,11 @@ tx_client_send(struct tx_layer *txl, struct sip_msg *req, const struct tp_dest *
 static void
 build_ack(struct tx *tx, const struct sip_msg *resp)
 {
-    osip_message_t *a = NULL, *q = tx->req->osip;
+    osip_message_t *a = NULL, *q;
+
+    if (client_req(tx) == NULL)
+        return;
+    q = tx->req->osip;
     struct sip_msg tmp;
     osip_via_t *v = osip_list_get(&q->vias, 0), *vc = NULL;
     char *out = NULL;
@@ -653,14 +728,18 @@ build_ack(struct tx *tx, const struct sip_msg *resp)
 static void
 send_cancel(struct tx *tx)
 {
-    osip_message_t *c = NULL, *q = tx->req->osip;
-    osip_via_t *v = osip_list_get(&q->vias, 0), *vc = NULL;
+    osip_message_t *c = NULL, *q;
+    osip_via_t *v, *vc = NULL;
     struct sip_msg *msg;
     struct tx *ctx;
 
     if (tx->cancel_sent)
         return;
     tx->cancel_sent = true;
+    if (client_req(tx) == NULL)
+        return;
+    q = tx->req->osip;
+    v = osip_list_get(&q->vias, 0);
     if (osip_message_init(&c) != 0)
         return;
     /* RFC 3261 §9.1: same R-URI, Call-ID, To, From, CSeq number, top Via and Route. */
@@ -689,7 +768,7 @@ send_cancel(struct tx *tx)
     msg->request = true;
     msg->method = SIP_CANCEL;
     msg->cseq = tx->req->cseq;
-    msg->branch = tx->req->branch ? NULL : NULL;
+    msg->branch = NULL;
     {
         osip_generic_param_t *br = NULL;
         if (vc && osip_via_param_get_byname(vc, "branch", &br) == 0 && br)

@@ -105,6 +105,8 @@ struct tx_layer *tx_layer_of(const struct tx *tx);
  * (after a final response was already sent).
  */
 int tx_reply(struct tx *stx, struct sip_msg *resp);
+/* The same with a response already serialized (takes ownership of malloc'd <buf>). */
+int tx_reply_bytes(struct tx *stx, int code, char *buf, size_t len);
 /* Builds and sends a response with no extra headers. <reason> NULL = standard phrase. */
 int tx_reply_code(struct tx *stx, int code, const char *reason);
 /* The same, and returns the built response so the caller could add headers first: */
@@ -124,6 +126,14 @@ struct tx *tx_find_cancelled(struct tx_layer *txl, const struct tx *cancel_stx);
 struct tx *tx_client_send(struct tx_layer *txl, struct sip_msg *req, const struct tp_dest *dest,
                           tx_client_fn *cb, void *arg);
 /*
+ * The same with a message already serialized: takes ownership of <buf> (malloc'd,
+ * <len> bytes) whose top Via carries <branch>; <method> is its method. The request is
+ * parsed again only if an ACK or CANCEL has to be built from it.
+ */
+struct tx *tx_client_send_bytes(struct tx_layer *txl, char *buf, size_t len, const char *branch,
+                                enum sip_method method, const struct tp_dest *dest, tx_client_fn *cb,
+                                void *arg);
+/*
  * RFC 3261 §9.1: cancels a pending INVITE client transaction — sends CANCEL once a
  * provisional response has arrived (right away if one has), with its own client
  * transaction whose result is ignored. Idempotent.
@@ -138,6 +148,10 @@ void tx_client_rebind(struct tx *ctx, tx_client_fn *cb, void *arg);
 int tx_send_stateless(struct tx_layer *txl, struct sip_msg *msg, const struct tp_dest *dest);
 /* Computes where a response goes from its top Via (RFC 3261 §18.2.2, RFC 3581 §4). */
 int tx_response_dest(const struct sip_msg *resp, struct tp_dest *dest);
+/* The same from the Via at <index> (1 = the next hop upstream of a proxy, before popping its own). */
+int tx_response_dest_at(const struct sip_msg *resp, int index, struct tp_dest *dest);
+/* Sends bytes outside any transaction. */
+int tx_send_bytes(struct tx_layer *txl, const char *buf, size_t len, const struct tp_dest *dest);
 
 struct tx_stats {
     uint64_t server_created, client_created, retransmits_absorbed, retransmits_sent;
