@@ -10,6 +10,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "sip/sip_raw.h"
 #include "util/log.h"
 
 struct px {
@@ -24,6 +25,14 @@ struct px {
     void *arg;
     struct px_stats stats;
     bool shutting_down;
+    /* Our listeners' addresses as text, for px_is_us() on every request (no inet_ntop). */
+    struct px_self {
+        enum tp_proto proto;
+        char host[64];        /* without brackets */
+        char sent_by[72];     /* brackets for IPv6 */
+        uint16_t port;
+    } self[8];
+    unsigned nself;
     struct px_req *live;      /* every px_req alive, for px_free() */
 };
 
@@ -102,7 +111,6 @@ px_is_our_domain(const struct px *px, const char *host)
 bool
 px_is_us(const struct px *px, const char *host, uint16_t port)
 {
-    static const enum tp_proto protos[] = {TP_UDP, TP_TCP, TP_TLS};
     char h[64];
 
     if (host == NULL)
@@ -112,17 +120,10 @@ px_is_us(const struct px *px, const char *host, uint16_t port)
         snprintf(h, sizeof h, "%.*s", (int)(n > 2 ? n - 2 : 0), host + 1);
         host = h;
     }
-    for (unsigned i = 0; i < 3; i++) {
-        struct tp_listener *lis = tp_listener_first(px->tp, protos[i]);
-        char lh[64];
-        uint16_t lp;
-        if (lis == NULL)
+    for (unsigned i = 0; i < px->nself; i++) {
+        if (port != 0 && port != px->self[i].port)
             continue;
-        lp = tp_addr_port(tp_listener_addr(lis));
-        tp_addr_host(tp_listener_addr(lis), lh, sizeof lh);
-        if (port != 0 && port != lp)
-            continue;
-        if (strcasecmp(host, lh) == 0)
+        if (strcasecmp(host, px->self[i].host) == 0)
             return true;
         if (px->advertise && strcasecmp(host, px->advertise) == 0)
             return true;
@@ -134,27 +135,40 @@ px_is_us(const struct px *px, const char *host, uint16_t port)
 static int
 our_hostport(struct px *px, enum tp_proto proto, char *host, size_t hostlen, uint16_t *port)
 {
-    struct tp_listener *lis = tp_listener_first(px->tp, proto);
+    const struct px_self *self = NULL;
 
-    if (lis == NULL)
-        lis = tp_listener_first(px->tp, TP_UDP);
-    if (lis == NULL)
-        lis = tp_listener_first(px->tp, TP_TCP);
-    if (lis == NULL)
+    for (unsigned i = 0; i < px->nself && self == NULL; i++)
+        if (px->self[i].proto == proto)
+            self = &px->self[i];
+    for (unsigned i = 0; i < px->nself && self == NULL; i++)
+        if (px->self[i].proto == TP_UDP || px->self[i].proto == TP_TCP)
+            self = &px->self[i];
+    if (self == NULL)
         return -1;
-    if (px->advertise) {
-        snprintf(host, hostlen, "%s", px->advertise);
-    } else {
-        const struct tp_addr *a = tp_listener_addr(lis);
-        char h[64];
-        tp_addr_host(a, h, sizeof h);
-        if (a->ss.ss_family == AF_INET6)
-            snprintf(host, hostlen, "[%s]", h);
-        else
-            snprintf(host, hostlen, "%s", h);
-    }
-    *port = tp_addr_port(tp_listener_addr(lis));
+    snprintf(host, hostlen, "%s", px->advertise ? px->advertise : self->sent_by);
+    *port = self->port;
     return 0;
+}
+
+static void
+add_self(struct px *px, struct tp_listener *lis)
+{
+    struct px_self *s;
+    const struct tp_addr *a = tp_listener_addr(lis);
+
+    if (px->nself >= sizeof px->self / sizeof px->self[0])
+        return;
+    s = &px->self[px->nself++];
+    s->proto = tp_listener_proto(lis);
+    tp_addr_host(a, s->host, sizeof s->host);
+    if (a->ss.ss_family == AF_INET6) {
+        s->sent_by[0] = '[';
+        memcpy(s->sent_by + 1, s->host, strlen(s->host));
+        memcpy(s->sent_by + 1 + strlen(s->host), "]", 2);
+    } else {
+        memcpy(s->sent_by, s->host, strlen(s->host) + 1);
+    }
+    s->port = tp_addr_port(a);
 }
 
 /* ------------------------------------------------------------------ requests */
@@ -216,13 +230,10 @@ px_reply_build(struct px_req *req, int code, const char *reason)
 int
 px_reply(struct px_req *req, int code, const char *reason)
 {
-    struct sip_msg *r = px_reply_build(req, code, reason);
-    int rc;
+    int rc = tx_reply_code(req->stx, code, reason);
 
-    if (r == NULL)
-        return -1;
-    rc = px_reply_msg(req, r);
-    sip_msg_free(r);
+    if (rc == 0 && code >= 200)
+        req->final_sent = true;
     switch (code) {
     case 404: req->px->stats.replies_404++; break;
     case 408: req->px->stats.replies_408++; break;
@@ -412,16 +423,20 @@ static void branch_done(struct px_req *r, struct px_branch *b, int code, struct 
 struct dns_wait {
     struct px_req *r;
     unsigned idx;
-    struct sip_msg *msg;
+    char *buf;
+    size_t len;
+    char branch[96];
     struct hop hop;
 };
 
+/* Sends the bytes of branch <idx> on a new client transaction (takes <buf>). */
 static void
-send_branch(struct px_req *r, unsigned idx, struct sip_msg *m, const struct tp_dest *dest)
+send_branch(struct px_req *r, unsigned idx, char *buf, size_t len, const char *branch,
+            const struct tp_dest *dest)
 {
     struct px_branch *b = &r->br[idx];
 
-    b->ctx = tx_client_send(r->px->txl, m, dest, branch_cb, b);
+    b->ctx = tx_client_send_bytes(r->px->txl, buf, len, branch, r->msg->method, dest, branch_cb, b);
     if (b->ctx == NULL) {
         branch_done(r, b, 500, NULL);
         return;
@@ -447,10 +462,10 @@ dns_cb(int result, struct evutil_addrinfo *res, void *arg)
         dest.proto = w->hop.proto;
         dest.conn_id = r->br[w->idx].conn_id;
         dest.tls_name = NULL;
-        send_branch(r, w->idx, w->msg, &dest);
+        send_branch(r, w->idx, w->buf, w->len, w->branch, &dest);
     } else {
         log_info("cannot resolve %s: %s", w->hop.host, evutil_gai_strerror(result));
-        sip_msg_free(w->msg);
+        free(w->buf);
         branch_done(r, &r->br[w->idx], 504, NULL);
     }
     if (res)
@@ -466,28 +481,92 @@ is_dialog_creating(const struct sip_msg *msg)
            sip_msg_to_tag(msg) == NULL;
 }
 
-/* Pushes a comma-separated route set so that its first URI ends on top. */
+/* The destination of a URI (RFC 3263 without NAPTR/SRV: maddr, host, port, transport). */
 static int
-push_route_set(struct sip_msg *m, const char *set)
+uri_hop(const osip_uri_t *u, struct hop *hop)
 {
-    char *copy = strdup(set), *items[32];
-    int n = 0;
+    const char *maddr;
 
-    if (copy == NULL)
+    if (u == NULL || u->host == NULL)
         return -1;
-    for (char *p = copy, *tok; (tok = strsep(&p, ",")) != NULL && n < 32;) {
-        while (*tok == ' ' || *tok == '<')
-            tok++;
-        char *e = tok + strlen(tok);
-        while (e > tok && (e[-1] == ' ' || e[-1] == '>'))
-            *--e = '\0';
-        if (*tok)
-            items[n++] = tok;
-    }
-    for (int i = n - 1; i >= 0; i--)
-        sip_msg_push_route(m, items[i]);
-    free(copy);
+    if (u->scheme && strcasecmp(u->scheme, "tel") == 0)
+        return -1;   /* a tel: URI needs a static route (connection trust issue) */
+    maddr = sip_uri_param(u, "maddr");
+    snprintf(hop->host, sizeof hop->host, "%s", maddr && *maddr ? maddr : u->host);
+    hop->proto = uri_proto(u);
+    hop->port = sip_uri_port(u, hop->proto == TP_TLS ? 5061 : 5060);
     return 0;
+}
+
+/* First URI of a comma-separated route set, without angle brackets, into <out>. */
+static const char *
+first_route(const char *set, char *out, size_t outlen)
+{
+    const char *p = set, *e;
+
+    while (*p == ' ' || *p == ',')
+        p++;
+    if (*p == '<') {
+        p++;
+        e = strchr(p, '>');
+    } else {
+        e = strchr(p, ',');
+    }
+    if (e == NULL)
+        e = p + strlen(p);
+    snprintf(out, outlen, "%.*s", (int)(e - p), p);
+    return out;
+}
+
+/*
+ * The slow path, for a strict router (a Route without ;lr, RFC 3261 §16.12.1.2): clone
+ * the request, rewrite it with osip and serialize.
+ */
+static int
+build_strict(struct px_req *r, struct px_branch *b, const struct sip_fwd *f, struct hop *hop, char **out,
+             size_t *len)
+{
+    osip_message_t *o = NULL;
+    struct sip_msg *m;
+    char mf[8];
+    int rc = -1;
+
+    if (osip_message_clone(r->msg->osip, &o) != 0 || (m = calloc(1, sizeof *m)) == NULL) {
+        osip_message_free(o);
+        return -1;
+    }
+    m->osip = o;
+    m->request = true;
+    m->method = r->msg->method;
+    if (f->ruri && sip_msg_set_ruri(m, f->ruri) != 0)
+        goto out;
+    if (f->route_set) {
+        char *copy = strdup(f->route_set), *items[32], *p, *tok;
+        int n = 0;
+        for (p = copy; copy && (tok = strsep(&p, ",")) != NULL && n < 32;) {
+            while (*tok == ' ' || *tok == '<')
+                tok++;
+            char *e = tok + strlen(tok);
+            while (e > tok && (e[-1] == ' ' || e[-1] == '>'))
+                *--e = '\0';
+            if (*tok)
+                items[n++] = tok;
+        }
+        for (int i = n - 1; i >= 0; i--)
+            sip_msg_push_route(m, items[i]);
+        free(copy);
+    }
+    if (f->record_route)
+        sip_msg_push_record_route(m, f->record_route);
+    snprintf(mf, sizeof mf, "%d", f->max_forwards);
+    sip_msg_set_header(m, "Max-Forwards", mf);
+    if (next_hop(m, hop) != 0 || sip_msg_push_via(m, f->via) != 0)
+        goto out;
+    rc = sip_msg_serialize(m, out, len);
+out:
+    sip_msg_free(m);
+    (void)b;
+    return rc;
 }
 
 static void
@@ -495,60 +574,61 @@ start_branch(struct px_req *r, unsigned idx)
 {
     struct px *px = r->px;
     struct px_branch *b = &r->br[idx];
-    osip_message_t *o = NULL;
-    struct sip_msg *m;
+    struct sip_fwd f;
     struct hop hop;
     struct tp_dest dest;
-    char host[128], via[512], branch[96];
+    char host[128], via[512], branch[96], rr[256], first[512];
     uint16_t port;
     int mf;
+    char *out = NULL, *cur;
+    size_t len = 0;
+    osip_uri_t *dst = NULL, *tmp = NULL;
+    bool strict = false;
 
     b->started = true;
     r->pending++;
-    if (osip_message_clone(r->msg->osip, &o) != 0 || (m = calloc(1, sizeof *m)) == NULL) {
-        osip_message_free(o);
-        branch_done(r, b, 500, NULL);
-        return;
-    }
-    m->osip = o;
-    m->request = true;
-    m->method = r->msg->method;
-    m->cseq = r->msg->cseq;
-    /* §16.6 step 2: the Request-URI of this target. */
-    char *cur = sip_uri_str(sip_msg_ruri(m));
-    if (cur == NULL || strcmp(cur, b->uri) != 0) {
-        if (sip_msg_set_ruri(m, b->uri) != 0) {
-            free(cur);
-            sip_msg_free(m);
-            branch_done(r, b, 500, NULL);
-            return;
-        }
-    }
-    free(cur);
+    memset(&f, 0, sizeof f);
+    /* §16.6 step 2: the Request-URI of this target (unchanged when it is the same). */
+    cur = sip_uri_str(sip_msg_ruri(r->msg));
+    f.ruri = (cur && strcmp(cur, b->uri) == 0) ? NULL : b->uri;
     /* §16.6 step 3: Max-Forwards. */
     mf = sip_msg_max_forwards(r->msg);
-    sip_msg_set_max_forwards(m, mf > 0 ? mf - 1 : 0);
+    f.max_forwards = mf > 0 ? mf - 1 : 0;
     /* The registration path of the target (RFC 3327) goes first in the route set. */
-    if (b->route_set)
-        push_route_set(m, b->route_set);
+    f.route_set = b->route_set;
     /* §16.6 step 4: Record-Route, on the transport the request came in on. */
-    if (px->opts.record_route && is_dialog_creating(m)) {
-        char rr[256], h[128];
+    if (px->opts.record_route && is_dialog_creating(r->msg)) {
+        char h[128];
         uint16_t p;
         if (our_hostport(px, r->proto, h, sizeof h, &p) == 0) {
             snprintf(rr, sizeof rr, "sip:%s:%u;transport=%s;lr", h, p,
                      r->proto == TP_TCP ? "tcp" : r->proto == TP_TLS ? "tls" : "udp");
-            sip_msg_push_record_route(m, rr);
+            f.record_route = rr;
         }
     }
-    if (next_hop(m, &hop) != 0) {
-        sip_msg_free(m);
+    /* §16.6 steps 6-7: the next hop is the top Route, else the Request-URI. */
+    if (b->route_set) {
+        if (osip_uri_init(&tmp) == 0 && osip_uri_parse(tmp, first_route(b->route_set, first, sizeof first)) == 0)
+            dst = tmp;
+    } else if (sip_msg_route_count(r->msg) > 0) {
+        dst = sip_msg_route_uri(r->msg, 0);
+    } else if (f.ruri == NULL) {
+        dst = sip_msg_ruri(r->msg);
+    } else if (osip_uri_init(&tmp) == 0 && osip_uri_parse(tmp, b->uri) == 0) {
+        dst = tmp;
+    }
+    if (dst != NULL && (b->route_set || sip_msg_route_count(r->msg) > 0) && !sip_uri_has_param(dst, "lr"))
+        strict = true;
+    if (dst == NULL || (!strict && uri_hop(dst, &hop) != 0)) {
+        osip_uri_free(tmp);
+        free(cur);
         branch_done(r, b, 404, NULL);
         return;
     }
     /* §16.6 step 8: our Via, with a branch carrying the loop-detection hash. */
-    if (our_hostport(px, hop.proto, host, sizeof host, &port) != 0) {
-        sip_msg_free(m);
+    if (our_hostport(px, strict ? TP_UDP : hop.proto, host, sizeof host, &port) != 0) {
+        osip_uri_free(tmp);
+        free(cur);
         branch_done(r, b, 500, NULL);
         return;
     }
@@ -557,18 +637,20 @@ start_branch(struct px_req *r, unsigned idx)
         sip_make_branch(rnd, sizeof rnd);
         snprintf(branch, sizeof branch, "z9hG4bKpl%s.%s", r->loophash, rnd + 7);
     }
-    snprintf(via, sizeof via, "SIP/2.0/%s %s:%u;branch=%s;rport", tp_proto_name(hop.proto), host, port,
-             branch);
-    if (sip_msg_push_via(m, via) != 0) {
-        sip_msg_free(m);
+    snprintf(via, sizeof via, "SIP/2.0/%s %s:%u;branch=%s;rport", tp_proto_name(strict ? TP_UDP : hop.proto),
+             host, port, branch);
+    f.via = via;
+    if (strict) {
+        if (build_strict(r, b, &f, &hop, &out, &len) != 0)
+            out = NULL;
+    } else if (sip_msg_forward_bytes(r->msg, &f, &out, &len) != 0) {
+        out = NULL;
+    }
+    osip_uri_free(tmp);
+    free(cur);
+    if (out == NULL) {
         branch_done(r, b, 500, NULL);
         return;
-    }
-    m->branch = NULL;
-    {
-        struct sip_via_info v;
-        if (sip_msg_via_info(m, 0, &v) == 0)
-            m->branch = v.branch;
     }
     memset(&dest, 0, sizeof dest);
     dest.proto = hop.proto;
@@ -576,11 +658,12 @@ start_branch(struct px_req *r, unsigned idx)
     if (tp_addr_from_ip(&dest.addr, hop.host, hop.port) == 0) {
         if (px_is_us(px, hop.host, hop.port) && b->conn_id == 0) {
             /* Nothing here for it and nowhere else to go: not a loop to ourselves. */
-            sip_msg_free(m);
+            free(out);
             branch_done(r, b, 404, NULL);
             return;
         }
-        send_branch(r, idx, m, &dest);
+        log_debug("branch %u -> %s:%u (%zu bytes)", idx, hop.host, hop.port, len);
+        send_branch(r, idx, out, len, branch, &dest);
         return;
     }
     /* A host name: resolve with evdns (cached), then send. */
@@ -588,13 +671,15 @@ start_branch(struct px_req *r, unsigned idx)
         struct dns_wait *w = calloc(1, sizeof *w);
         struct evutil_addrinfo hints;
         if (w == NULL) {
-            sip_msg_free(m);
+            free(out);
             branch_done(r, b, 500, NULL);
             return;
         }
         w->r = r;
         w->idx = idx;
-        w->msg = m;
+        w->buf = out;
+        w->len = len;
+        snprintf(w->branch, sizeof w->branch, "%s", branch);
         w->hop = hop;
         px_req_ref(r);
         memset(&hints, 0, sizeof hints);
@@ -648,13 +733,35 @@ late_cb(struct tx *ctx, struct sip_msg *resp, int code, void *arg)
 {
     struct px *px = arg;
     struct tp_dest dest;
+    char *out = NULL;
+    size_t len = 0;
 
     if (resp == NULL || code < 200 || code >= 300)
         return;
-    if (sip_msg_pop_via(resp) != 0 || tx_response_dest(resp, &dest) != 0)
+    if (tx_response_dest_at(resp, 1, &dest) != 0 || sip_msg_response_forward_bytes(resp, &out, &len) != 0)
         return;
     px->stats.stateless_forwarded++;
-    tx_send_stateless(px->txl, resp, &dest);
+    tx_send_bytes(px->txl, out, len, &dest);
+    free(out);
+}
+
+/* Forwards a response upstream on the request's server transaction (§16.7 step 9). */
+static int
+forward_response(struct px_req *r, struct sip_msg *resp)
+{
+    char *out = NULL;
+    size_t len = 0;
+    int code = resp->status;
+
+    if (sip_msg_via_count(resp) < 2)
+        return -1;   /* nothing to forward it along: only our own Via */
+    if (sip_msg_response_forward_bytes(resp, &out, &len) != 0)
+        return -1;
+    if (tx_reply_bytes(r->stx, code, out, len) != 0)
+        return -1;
+    if (code >= 200)
+        r->final_sent = true;
+    return 0;
 }
 
 static void
@@ -769,8 +876,11 @@ branch_cb(struct tx *ctx, struct sip_msg *resp, int code, void *arg)
     if (code < 300 && sip_msg_via_count(resp) < 2)
         goto out;   /* nothing to forward it along: only our own Via */
     if (code < 200) {
-        if (code > 100 && !r->final_sent && sip_msg_pop_via(resp) == 0) {
-            relay_msg(r, resp);   /* §16.7 step 5: forward provisionals (not 100) */
+        /* §16.7 step 5: forward provisionals (not 100) */
+        if (code > 100 && !r->final_sent && r->resp_fn == NULL) {
+            forward_response(r, resp);
+        } else if (code > 100 && !r->final_sent && sip_msg_pop_via(resp) == 0) {
+            relay_msg(r, resp);
             if (r->final_sent) {  /* the response hook answered instead */
                 cancel_pending(r);
                 release_branches(r);
@@ -779,17 +889,14 @@ branch_cb(struct tx *ctx, struct sip_msg *resp, int code, void *arg)
         goto out;
     }
     if (code < 300) {
-        if (sip_msg_pop_via(resp) != 0)
-            goto out;
         if (!r->final_sent) {
-            relay_msg(r, resp);
+            if (r->resp_fn == NULL)
+                forward_response(r, resp);
+            else if (sip_msg_pop_via(resp) == 0)
+                relay_msg(r, resp);
             cancel_pending(r);   /* §16.7 step 10 */
         } else {
-            struct tp_dest dest;
-            if (tx_response_dest(resp, &dest) == 0) {
-                r->px->stats.stateless_forwarded++;
-                tx_send_stateless(r->px->txl, resp, &dest);
-            }
+            late_cb(ctx, resp, code, r->px);   /* a second 2xx: forwarded statelessly */
         }
         b->done = true;
         r->pending--;
@@ -978,18 +1085,23 @@ on_ack(struct sip_msg *ack, const struct tp_rx *rx, void *arg)
     struct px *px = arg;
     struct hop hop;
     struct tp_dest dest;
+    struct sip_fwd f;
     char host[128], via[512];
     uint16_t port;
     int mf = sip_msg_max_forwards(ack);
+    char *out = NULL;
+    size_t len = 0;
+    osip_uri_t *u;
 
     preprocess_routes(px, ack);
-    if (mf <= 0 || next_hop(ack, &hop) != 0 || px_is_us(px, hop.host, hop.port))
+    u = sip_msg_route_count(ack) > 0 ? sip_msg_route_uri(ack, 0) : sip_msg_ruri(ack);
+    if (mf <= 0 || u == NULL || (sip_msg_route_count(ack) > 0 && !sip_uri_has_param(u, "lr")) ||
+        uri_hop(u, &hop) != 0 || px_is_us(px, hop.host, hop.port))
         goto drop;
+    memset(&dest, 0, sizeof dest);
     if (tp_addr_from_ip(&dest.addr, hop.host, hop.port) != 0)
         goto drop;   /* stateless forwarding does not wait for DNS */
     dest.proto = hop.proto;
-    dest.conn_id = 0;
-    dest.tls_name = NULL;
     if (our_hostport(px, hop.proto, host, sizeof host, &port) != 0)
         goto drop;
     /* §16.11: a stateless branch is a function of the incoming one. */
@@ -1000,10 +1112,13 @@ on_ack(struct sip_msg *ack, const struct tp_rx *rx, void *arg)
         snprintf(via, sizeof via, "SIP/2.0/%s %s:%u;branch=z9hG4bKsl%016llx", tp_proto_name(hop.proto),
                  host, port, (unsigned long long)h);
     }
-    sip_msg_set_max_forwards(ack, mf - 1);
-    if (sip_msg_push_via(ack, via) == 0) {
+    memset(&f, 0, sizeof f);
+    f.via = via;
+    f.max_forwards = mf - 1;
+    if (sip_msg_forward_bytes(ack, &f, &out, &len) == 0) {
         px->stats.stateless_forwarded++;
-        tx_send_stateless(px->txl, ack, &dest);
+        tx_send_bytes(px->txl, out, len, &dest);
+        free(out);
     }
 drop:
     sip_msg_free(ack);
@@ -1019,9 +1134,14 @@ on_stray_response(struct sip_msg *resp, const struct tp_rx *rx, void *arg)
 
     px->stats.rx_responses++;
     if (sip_msg_via_info(resp, 0, &v) == 0 && px_is_us(px, v.host, v.port ? v.port : 5060) &&
-        sip_msg_via_count(resp) > 1 && sip_msg_pop_via(resp) == 0 && tx_response_dest(resp, &dest) == 0) {
-        px->stats.stateless_forwarded++;
-        tx_send_stateless(px->txl, resp, &dest);
+        sip_msg_via_count(resp) > 1 && tx_response_dest_at(resp, 1, &dest) == 0) {
+        char *out = NULL;
+        size_t len = 0;
+        if (sip_msg_response_forward_bytes(resp, &out, &len) == 0) {
+            px->stats.stateless_forwarded++;
+            tx_send_bytes(px->txl, out, len, &dest);
+            free(out);
+        }
     } else {
         px->stats.dropped++;
     }
@@ -1153,7 +1273,13 @@ px_listen(struct px *px, const char *spec)
         log_err("--listen %s: %s", spec, err);
         return -1;
     }
-    return tp_listen(px->tp, proto, &addr) ? 0 : -1;
+    {
+        struct tp_listener *lis = tp_listen(px->tp, proto, &addr);
+        if (lis == NULL)
+            return -1;
+        add_self(px, lis);
+        return 0;
+    }
 }
 
 void

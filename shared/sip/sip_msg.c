@@ -10,6 +10,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "sip/sip_raw.h"
 #include "util/log.h"
 
 /* ------------------------------------------------------------------ init */
@@ -712,6 +713,7 @@ sip_msg_parse(const char *buf, size_t len, const struct sip_limits *lim, struct 
     via = osip_list_get(&m->vias, 0);
     if (via && osip_via_param_get_byname(via, "branch", &br) == 0 && br && br->gvalue)
         msg->branch = br->gvalue;
+    sip_raw_index(msg, buf, mlen);   /* on failure msg->raw stays NULL: osip serializes */
     return msg;
 
 fail:
@@ -734,6 +736,7 @@ sip_msg_free(struct sip_msg *msg)
     if (msg == NULL)
         return;
     osip_message_free(msg->osip);
+    sip_raw_free(msg->raw);
     free(msg);
 }
 
@@ -782,12 +785,14 @@ sip_msg_header_count(const struct sip_msg *msg, const char *name)
 int
 sip_msg_add_header(struct sip_msg *msg, const char *name, const char *value)
 {
+    msg->dirty |= strcasecmp(name, "max-forwards") == 0 ? SIP_DIRTY_MAXFWD : SIP_DIRTY_OTHER;
     return osip_message_set_header(msg->osip, name, value) == 0 ? 0 : -1;
 }
 
 void
 sip_msg_remove_header(struct sip_msg *msg, const char *name)
 {
+    msg->dirty |= strcasecmp(name, "max-forwards") == 0 ? SIP_DIRTY_MAXFWD : SIP_DIRTY_OTHER;
     osip_header_t *h = NULL;
     int pos;
 
@@ -801,6 +806,7 @@ sip_msg_remove_header(struct sip_msg *msg, const char *name)
 int
 sip_msg_set_header(struct sip_msg *msg, const char *name, const char *value)
 {
+    msg->dirty |= strcasecmp(name, "max-forwards") == 0 ? SIP_DIRTY_MAXFWD : SIP_DIRTY_OTHER;
     osip_header_t *h = NULL;
 
     if (osip_message_header_get_byname(msg->osip, name, 0, &h) >= 0 && h) {
@@ -856,6 +862,7 @@ sip_msg_to_tag(const struct sip_msg *msg)
 int
 sip_msg_set_to_tag(struct sip_msg *msg, const char *tag)
 {
+    msg->dirty |= SIP_DIRTY_OTHER;
     if (msg->osip->to == NULL)
         return -1;
     osip_to_set_tag(msg->osip->to, osip_strdup(tag));
@@ -923,6 +930,7 @@ sip_msg_content_type(const struct sip_msg *msg, char *out, size_t outlen)
 int
 sip_msg_set_body(struct sip_msg *msg, const char *type, const char *body, size_t len)
 {
+    msg->dirty |= SIP_DIRTY_OTHER;
     osip_body_t *b;
     char clen[24];
 
@@ -957,6 +965,7 @@ sip_msg_via_count(const struct sip_msg *msg)
 int
 sip_msg_push_via(struct sip_msg *msg, const char *value)
 {
+    msg->dirty |= SIP_DIRTY_VIA;
     osip_via_t *v = NULL;
 
     if (osip_via_init(&v) != 0)
@@ -973,6 +982,7 @@ sip_msg_push_via(struct sip_msg *msg, const char *value)
 int
 sip_msg_pop_via(struct sip_msg *msg)
 {
+    msg->dirty |= SIP_DIRTY_VIA;
     osip_via_t *v = osip_list_get(&msg->osip->vias, 0);
 
     if (v == NULL)
@@ -1002,6 +1012,7 @@ sip_msg_fix_via(struct sip_msg *msg, const char *src_ip, uint16_t src_port)
     has_rport = osip_via_param_get_byname(v, "rport", &rp) == 0 && rp != NULL;
     /* RFC 3261 §18.2.1: received when the host differs; RFC 3581 §4: always with rport. */
     if (has_rport || v->host == NULL || strcmp(v->host, src_ip) != 0) {
+        msg->dirty |= SIP_DIRTY_VIA;
         if (osip_via_param_get_byname(v, "received", &rc) == 0 && rc) {
             osip_free(rc->gvalue);
             rc->gvalue = osip_strdup(src_ip);
@@ -1011,6 +1022,7 @@ sip_msg_fix_via(struct sip_msg *msg, const char *src_ip, uint16_t src_port)
     }
     if (has_rport) {
         char port[8];
+        msg->dirty |= SIP_DIRTY_VIA;
         snprintf(port, sizeof port, "%u", src_port);
         osip_free(rp->gvalue);
         rp->gvalue = osip_strdup(port);
@@ -1076,6 +1088,7 @@ sip_msg_route_uri(const struct sip_msg *msg, int index)
 int
 sip_msg_pop_route(struct sip_msg *msg)
 {
+    msg->dirty |= SIP_DIRTY_ROUTE;
     osip_route_t *r = osip_list_get(&msg->osip->routes, 0);
 
     if (r == NULL)
@@ -1096,6 +1109,7 @@ sip_msg_remove_routes(struct sip_msg *msg)
 void
 sip_msg_remove_record_routes(struct sip_msg *msg)
 {
+    msg->dirty |= SIP_DIRTY_OTHER;
     osip_record_route_t *r;
 
     while ((r = osip_list_get(&msg->osip->record_routes, 0)) != NULL) {
@@ -1108,6 +1122,7 @@ sip_msg_remove_record_routes(struct sip_msg *msg)
 int
 sip_msg_push_route(struct sip_msg *msg, const char *uri)
 {
+    msg->dirty |= SIP_DIRTY_ROUTE;
     osip_route_t *r = NULL;
     char buf[1024];
 
@@ -1126,6 +1141,7 @@ sip_msg_push_route(struct sip_msg *msg, const char *uri)
 int
 sip_msg_push_record_route(struct sip_msg *msg, const char *uri)
 {
+    msg->dirty |= SIP_DIRTY_OTHER;
     osip_record_route_t *r = NULL;
     char buf[1024];
 
@@ -1152,6 +1168,7 @@ sip_msg_ruri(const struct sip_msg *msg)
 int
 sip_msg_set_ruri(struct sip_msg *msg, const char *uri)
 {
+    msg->dirty |= SIP_DIRTY_RURI;
     osip_uri_t *u = NULL;
 
     if (osip_uri_init(&u) != 0)

@@ -63,6 +63,8 @@ struct sip_msg {
     int status;               /* responses only */
     uint32_t cseq;
     const char *branch;       /* top Via branch param (borrowed), NULL if none */
+    struct sip_raw *raw;      /* the bytes as received, indexed (sip_raw.h); NULL if none */
+    unsigned dirty;           /* SIP_DIRTY_* bits: what was edited since parsing */
 };
 
 /* Once per process, before any parse (installs the osip trace hook into our log). */
