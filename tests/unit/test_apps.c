@@ -76,7 +76,7 @@ struct mock {
     const char *app;
 };
 
-static void
+static void __attribute__((format(printf, 2, 3)))
 mock_note(struct mock *m, const char *fmt, ...)
 {
     va_list ap;
