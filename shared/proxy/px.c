@@ -839,6 +839,7 @@ branch_done(struct px_req *r, struct px_branch *b, int code, struct sip_msg *res
             r->best_code = code;
             if (resp) {
                 osip_message_t *o = NULL;
+                sip_msg_ensure_full(resp);   /* e.g. WWW-Authenticate of a 401 goes upstream */
                 if (osip_message_clone(resp->osip, &o) == 0 && (r->best = calloc(1, sizeof *r->best))) {
                     r->best->osip = o;
                     r->best->status = resp->status;
@@ -873,6 +874,8 @@ branch_cb(struct tx *ctx, struct sip_msg *resp, int code, void *arg)
         goto out;
     }
     b->got_response = true;
+    if (r->resp_fn != NULL)
+        sip_msg_ensure_full(resp);   /* applications may read any header */
     if (code < 300 && sip_msg_via_count(resp) < 2)
         goto out;   /* nothing to forward it along: only our own Via */
     if (code < 200) {
@@ -1216,6 +1219,7 @@ px_new(struct event_base *base, const struct px_opts *opts, px_request_fn *handl
         px->opts = *opts;
     else
         px_opts_default(&px->opts);
+    px->opts.sip.partial_responses = true;   /* responses are forwarded from their bytes */
     px->advertise = px->opts.advertise ? strdup(px->opts.advertise) : NULL;
     px->domain = px->opts.domain ? strdup(px->opts.domain) : NULL;
     px->handler = handler;

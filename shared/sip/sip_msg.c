@@ -27,6 +27,7 @@ osip_trace_cb(const char *file, int line, osip_trace_level_t lvl, const char *fm
 }
 
 static uint64_t rng_state;
+static void char_class_init(void);
 
 void
 sip_init(void)
@@ -37,6 +38,7 @@ sip_init(void)
         return;
     done = true;
     parser_init();
+    char_class_init();
     /* Route osip's ERROR/WARNING lines to our logger instead of stdout (dependencies.md §2.1). */
     osip_trace_initialize_func(OSIP_WARNING, osip_trace_cb);
     if (getrandom(&rng_state, sizeof rng_state, 0) != sizeof rng_state)
@@ -232,18 +234,32 @@ prescan(const char *buf, size_t len, const struct sip_limits *lim, struct sip_er
  * single-valued headers (§7.3.1), quotes and angle brackets in name-addr headers (§20).
  */
 
-/* token (RFC 3261 §25.1) */
-static bool
-is_token_char(unsigned char c)
+/* Character classes as one table lookup per byte (these run over every header). */
+enum { CC_TOKEN = 1, CC_URI = 2 };
+static unsigned char char_class[256];
+
+static void
+char_class_init(void)
 {
-    return c != 0 && (isalnum(c) || strchr("-.!%*_+`'~", c) != NULL);
+    for (int c = 1; c < 256; c++) {
+        bool alnum = c < 0x80 && isalnum(c);
+        if (alnum || (c < 0x80 && strchr("-.!%*_+`'~", c) != NULL))
+            char_class[c] |= CC_TOKEN;   /* token (RFC 3261 §25.1) */
+        if (alnum || (c < 0x80 && strchr("-_.!~*'();/?:@&=+$,%[]", c) != NULL))
+            char_class[c] |= CC_URI;     /* unreserved / reserved / escaped / brackets (RFC 2732) */
+    }
 }
 
-/* unreserved / reserved / "%" / "[" "]" (RFC 3261 §25.1, RFC 2732 brackets) */
-static bool
+static inline bool
+is_token_char(unsigned char c)
+{
+    return (char_class[c] & CC_TOKEN) != 0;
+}
+
+static inline bool
 is_uri_char(unsigned char c)
 {
-    return c != 0 && c < 0x80 && (isalnum(c) || strchr("-_.!~*'();/?:@&=+$,%[]", c) != NULL);
+    return (char_class[c] & CC_URI) != 0;
 }
 
 /* Every '%' starts an escape of two hex digits (RFC 3261 §25.1 escaped). */
@@ -584,9 +600,85 @@ all_digits(const char *s)
     return true;
 }
 
+/*
+ * The part of a response a proxy reads: start line, Via, From, To, Call-ID, CSeq and
+ * Contact lines (with their folded continuations), no body. Returns a malloc'd copy.
+ */
+static char *
+reduce_response(const char *buf, size_t len, size_t *outlen)
+{
+    char *out = malloc(len + 3);
+    size_t n = 0, i = 0;
+    bool first = true, keep = false;
+
+    if (out == NULL)
+        return NULL;
+    while (i < len) {
+        const char *line = buf + i, *nl = memchr(line, '\n', len - i);
+        size_t l = nl ? (size_t)(nl + 1 - line) : len - i;
+        size_t t = l;
+
+        i += l;
+        while (t > 0 && (line[t - 1] == '\n' || line[t - 1] == '\r'))
+            t--;
+        if (t == 0)
+            break;
+        if (first) {
+            first = false;
+            keep = true;
+        } else if (line[0] == ' ' || line[0] == '\t') {
+            /* a continuation: kept with its header */
+        } else {
+            const char *colon = memchr(line, ':', t);
+            size_t nlen = colon ? (size_t)(colon - line) : 0;
+            while (nlen > 0 && (line[nlen - 1] == ' ' || line[nlen - 1] == '\t'))
+                nlen--;
+            keep = colon && (hname_is(line, nlen, "via", 'v') || hname_is(line, nlen, "from", 'f') ||
+                             hname_is(line, nlen, "to", 't') || hname_is(line, nlen, "call-id", 'i') ||
+                             hname_is(line, nlen, "cseq", 0) || hname_is(line, nlen, "contact", 'm'));
+        }
+        if (keep) {
+            memcpy(out + n, line, l);
+            n += l;
+        }
+    }
+    memcpy(out + n, "\r\n", 2);
+    n += 2;
+    *outlen = n;
+    return out;
+}
+
+int
+sip_msg_ensure_full(struct sip_msg *msg)
+{
+    osip_message_t *m = NULL;
+    osip_via_t *via;
+    osip_generic_param_t *br = NULL;
+
+    if (!msg->partial)
+        return 0;
+    if (msg->raw == NULL || osip_message_init(&m) != 0)
+        return -1;
+    if (osip_message_parse(m, msg->raw->buf, msg->raw->len) != 0) {
+        osip_message_free(m);
+        return -1;
+    }
+    osip_message_free(msg->osip);
+    msg->osip = m;
+    msg->partial = false;
+    msg->dirty = 0;
+    msg->branch = NULL;
+    via = osip_list_get(&m->vias, 0);
+    if (via && osip_via_param_get_byname(via, "branch", &br) == 0 && br && br->gvalue)
+        msg->branch = br->gvalue;
+    return 0;
+}
+
 struct sip_msg *
 sip_msg_parse(const char *buf, size_t len, const struct sip_limits *lim, struct sip_error *err)
 {
+    size_t plen = 0;
+    bool partial = false;
     struct sip_limits deflim;
     struct sip_msg *msg = NULL;
     osip_message_t *m = NULL;
@@ -596,6 +688,8 @@ sip_msg_parse(const char *buf, size_t len, const struct sip_limits *lim, struct 
     osip_via_t *via = NULL;
     osip_generic_param_t *br = NULL;
 
+    if (char_class['a'] == 0)
+        char_class_init();   /* callers that skipped sip_init() */
     if (lim == NULL) {
         sip_limits_default(&deflim);
         lim = &deflim;
@@ -637,11 +731,16 @@ sip_msg_parse(const char *buf, size_t len, const struct sip_limits *lim, struct 
             if (copy[k] == '\0' && copy[k - 1] == '\\')
                 copy[k] = '?';
     }
+    if (!is_request && lim->partial_responses && copy == NULL) {
+        /* A proxy reads a handful of headers of a response and forwards its bytes. */
+        copy = reduce_response(buf, mlen, &plen);
+        partial = copy != NULL;
+    }
     if (osip_message_init(&m) != 0) {
         set_err(err, 500, "Out Of Memory");
         goto fail;
     }
-    if (osip_message_parse(m, copy ? copy : buf, mlen) != 0) {
+    if (osip_message_parse(m, copy ? copy : buf, partial ? plen : mlen) != 0) {
         set_err(err, 400, "Malformed Message");
         goto fail;
     }
@@ -652,6 +751,7 @@ sip_msg_parse(const char *buf, size_t len, const struct sip_limits *lim, struct 
         set_err(err, 500, "Out Of Memory");
         goto fail;
     }
+    msg->partial = partial;
     msg->osip = m;
     msg->request = MSG_IS_REQUEST(m);
     if (osip_list_size(&m->vias) < 1) {

@@ -48,6 +48,8 @@ enum sip_method {
 struct sip_limits {
     size_t max_msg_size;      /* default 65536 */
     unsigned max_headers;     /* default 256 header lines */
+    bool partial_responses;   /* responses: osip sees only Via, From, To, Call-ID, CSeq and
+                                 Contact (what a proxy reads); sip_msg_ensure_full() parses the rest */
 };
 
 /* Why a message was refused. status 0 = drop silently (no usable Via). */
@@ -65,6 +67,7 @@ struct sip_msg {
     const char *branch;       /* top Via branch param (borrowed), NULL if none */
     struct sip_raw *raw;      /* the bytes as received, indexed (sip_raw.h); NULL if none */
     unsigned dirty;           /* SIP_DIRTY_* bits: what was edited since parsing */
+    bool partial;             /* parsed with sip_limits.partial_responses */
 };
 
 /* Once per process, before any parse (installs the osip trace hook into our log). */
@@ -80,6 +83,8 @@ void sip_limits_default(struct sip_limits *lim);
 struct sip_msg *sip_msg_parse(const char *buf, size_t len, const struct sip_limits *lim,
                               struct sip_error *err);
 void sip_msg_free(struct sip_msg *msg);
+/* Parses every header of a message parsed partially (see sip_limits). 0 or -1. */
+int sip_msg_ensure_full(struct sip_msg *msg);
 #define SIP_MSG_FREE(m) do { sip_msg_free(m); (m) = NULL; } while (0)
 
 /*
