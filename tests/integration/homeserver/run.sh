@@ -135,7 +135,7 @@ nexthop_udp)
   # T1 = 50 ms: Timer F = 64*T1 = 3.2 s
   hs_start --timer-t1 50ms
   silent=$(free_port)
-  python3 -c "import socket,time; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('127.0.0.1',$silent)); time.sleep(40)" &
+  python3 -c "import socket,time; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('127.0.0.1',$silent)); time.sleep(30)" &
   PARLEY_PIDS+=($!)
   register_users callee 1 "$silent"
   start=$(date +%s%N)
