@@ -23,6 +23,8 @@
 
 #include "hs_dir.h"
 #include "hs_apps.h"
+#include "hs_archive.h"
+#include "agent/agent_server.h"
 #include "proxy/px.h"
 #include "store/store.h"
 #include "us_auth.h"
@@ -133,6 +135,8 @@ struct hs {
     struct metrics *metrics;
     struct admin_http *admin;
     struct hs_apps *apps;        /* the application chain (hs_apps.h) */
+    struct agent_server *agents; /* out-of-process applications (agent_server.h) */
+    struct hs_archive *archive;  /* archiving stage (hs_archive.h) */
     struct hs_dir *dir;          /* NULL without --etcd */
     struct us_auth *auth;        /* NULL when authentication is off */
     struct event *sig_term, *sig_int, *sig_hup;
@@ -207,6 +211,8 @@ hs_handle(struct px_req *req, void *arg)
 
     if (hs->auth && !us_auth_stage(hs->auth, req, NULL))
         return PX_ANSWERED;   /* challenged or refused (us_auth.h) */
+    if (!hs_archive_request(hs->archive, req))
+        return PX_ANSWERED;   /* archive queue full with --archive-critical: 503 (hs_archive.h) */
     /* Strict-routed requests (a Route remains) go to the protocol stack (design §2). */
     if (px_req_has_route(req))
         return hs_apps_run(hs->apps, req, &v) ? v : PX_ROUTE;   /* strict-route apps only */
@@ -423,6 +429,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
     /* SIGTERM/SIGINT: refuse new work, let transactions in flight finish (bounded). */
     hs->stopping = true;
     log_info("shutting down (grace %lld ms)", hs->set.shutdown_grace_ms);
+    agent_server_shutdown(hs->agents);   /* EVENT shutdown to every agent */
     px_shutdown(hs->px);
     tp_stop_listening(px_tp(hs->px));
     {
@@ -544,6 +551,8 @@ main(int argc, char **argv)
     cfg_register_log(hs.cfg);
     cfg_register(hs.cfg, "homeserver", hs_rows, sizeof hs_rows / sizeof hs_rows[0], &hs.set);
     hs.apps = hs_apps_new(hs.cfg);
+    hs.agents = agent_server_new(hs.cfg);
+    hs.archive = hs_archive_new(hs.cfg);
     cfg_add_check(hs.cfg, apply_settings, &hs);
     rc = cfg_load(hs.cfg, argc, argv, &cerr);
     if (rc == CFG_EXIT) {
@@ -604,6 +613,13 @@ main(int argc, char **argv)
         status = 2;   /* a manifest or script error: refuse to start */
         goto out;
     }
+    if (hs.agents == NULL || agent_server_start(hs.agents, hs.base, hs.px, err, sizeof err) != 0 ||
+        hs.archive == NULL || hs_archive_start(hs.archive, hs.px, hs.set.data_dir, err, sizeof err) != 0) {
+        log_err("%s", hs.agents && hs.archive ? err : "out of memory");
+        status = 2;
+        goto out;
+    }
+    hs_apps_set_agents(hs.apps, agent_server_enabled(hs.agents) ? hs.agents : NULL);
     for (size_t i = 0; i < hs.set.listen.n; i++) {
         if (px_listen(hs.px, hs.set.listen.v[i]) != 0)
             goto out;
@@ -611,6 +627,8 @@ main(int argc, char **argv)
     }
     hs.metrics = metrics_new();
     register_metrics(&hs);
+    agent_server_metrics(hs.agents, hs.metrics);
+    hs_archive_metrics(hs.archive, hs.metrics);
     if (hs.set.admin && hs.set.admin[0]) {
         hs.admin = admin_http_start(hs.base, hs.set.admin, hs.set.admin_token, hs.metrics, hs.cfg);
         if (hs.admin == NULL)
@@ -644,6 +662,8 @@ out:
     admin_http_free(hs.admin);
     us_auth_free(hs.auth);
     hs_dir_free(hs.dir);
+    agent_server_free(hs.agents);   /* before px: it releases the requests it holds */
+    hs_archive_free(hs.archive);    /* writes what is queued */
     px_free(hs.px);
     us_registrar_free(hs.reg);
     store_close(hs.st);

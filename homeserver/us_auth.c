@@ -394,6 +394,8 @@ us_auth_stage(struct us_auth *ua, struct px_req *req, const char **identity)
         *p = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
     u = dir_user_get(ua->dir, aor);
     if (u == NULL) {
+        if (ua->opts.on_failure)
+            ua->opts.on_failure(px_req_src(req), ua->opts.on_failure_arg);
         if (is_reg)
             refuse(ua, req, 404, "Unknown User", FAIL_UNKNOWN_USER);
         else
@@ -439,6 +441,8 @@ us_auth_stage(struct us_auth *ua, struct px_req *req, const char **identity)
         challenge(ua, req, proxy, false, u->ha1_sha256 == NULL, CH_REPLAY);
         return false;
     case AUTH_WRONG_RESPONSE:
+        if (ua->opts.on_failure)
+            ua->opts.on_failure(px_req_src(req), ua->opts.on_failure_arg);
         if (note_failure(ua, aor, px_req_src(req), now) >= ua->opts.max_failures) {
             log_info("%s: %u wrong responses in a row, refusing for %u s", aor, ua->opts.max_failures,
                      ua->opts.failure_window_s);

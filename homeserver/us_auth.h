@@ -49,6 +49,10 @@ struct us_auth_opts {
     bool offer_sha256;            /* challenge with SHA-256 before MD5 (true) */
     struct dir *dir;              /* user records (borrowed) */
     struct px *px;                /* our addresses, for the digest uri check (borrowed) */
+    /* Called for each failed authentication (wrong response, unknown user) with the
+     * request's source address, e.g. us_flood_auth_failed_cb; may be NULL. */
+    void (*on_failure)(const struct tp_addr *src, void *arg);
+    void *on_failure_arg;
 };
 
 /* Creates the stage; registers its counters in <m> (may be NULL). Strings are copied.
