@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "apps/app_chain.h"
+#include "agent/agent_server.h"
 #include "apps/app_host.h"
 #include "us_location.h"
 #include "util/cfg.h"
@@ -190,6 +191,21 @@ hs_apps_reload(struct hs_apps *a)
     a->chain = c;
     snprintf(a->path, sizeof a->path, "%s", path);
     describe(a);
+}
+
+static bool
+dispatch(void *arg, struct px_req *req, const char *handler, bool critical)
+{
+    return agent_server_dispatch(arg, req, handler, critical);
+}
+
+void
+hs_apps_set_agents(struct hs_apps *a, struct agent_server *srv)
+{
+    if (a == NULL)
+        return;
+    a->env.dispatch = srv ? dispatch : NULL;
+    a->env.dispatch_arg = srv;
 }
 
 void

@@ -42,6 +42,9 @@ bool hs_apps_run(struct hs_apps *a, struct px_req *req, enum px_verdict *v);
  * on the chain they started on.
  */
 void hs_apps_reload(struct hs_apps *a);
+/* Routes the scripts' Dispatch() to <srv> (agent_server.h); NULL = no agents. */
+struct agent_server;
+void hs_apps_set_agents(struct hs_apps *a, struct agent_server *srv);
 void hs_apps_free(struct hs_apps *a);
 
 #endif

@@ -28,6 +28,7 @@
 #include "proxy/px.h"
 #include "store/store.h"
 #include "us_auth.h"
+#include "us_flood.h"
 #include "us_location.h"
 #include "us_registrar.h"
 #include "util/admin_http.h"
@@ -139,6 +140,7 @@ struct hs {
     struct hs_archive *archive;  /* archiving stage (hs_archive.h) */
     struct hs_dir *dir;          /* NULL without --etcd */
     struct us_auth *auth;        /* NULL when authentication is off */
+    struct us_flood *flood;      /* flood protection (us_flood.h) */
     struct event *sig_term, *sig_int, *sig_hup;
     bool stopping;
 };
@@ -209,6 +211,8 @@ hs_handle(struct px_req *req, void *arg)
     char aor[512];
     enum px_verdict v;
 
+    if (!us_flood_check(hs->flood, req))
+        return PX_ANSWERED;   /* over a rate limit or banned: 503 (us_flood.h) */
     if (hs->auth && !us_auth_stage(hs->auth, req, NULL))
         return PX_ANSWERED;   /* challenged or refused (us_auth.h) */
     if (!hs_archive_request(hs->archive, req))
@@ -521,6 +525,8 @@ start_directory(struct hs *hs)
     aopts.offer_sha256 = hs->set.auth_sha256;
     aopts.dir = hs_dir_dir(hs->dir);
     aopts.px = hs->px;
+    aopts.on_failure = us_flood_auth_failed_cb;
+    aopts.on_failure_arg = hs->flood;
     hs->auth = us_auth_new(&aopts, hs->metrics);
     if (hs->auth == NULL) {
         log_err("cannot start the authentication stage");
@@ -553,6 +559,7 @@ main(int argc, char **argv)
     hs.apps = hs_apps_new(hs.cfg);
     hs.agents = agent_server_new(hs.cfg);
     hs.archive = hs_archive_new(hs.cfg);
+    hs.flood = us_flood_new(hs.cfg);
     cfg_add_check(hs.cfg, apply_settings, &hs);
     rc = cfg_load(hs.cfg, argc, argv, &cerr);
     if (rc == CFG_EXIT) {
@@ -629,6 +636,8 @@ main(int argc, char **argv)
     register_metrics(&hs);
     agent_server_metrics(hs.agents, hs.metrics);
     hs_archive_metrics(hs.archive, hs.metrics);
+    if (hs.flood == NULL || us_flood_add_metrics(hs.flood, hs.metrics) != 0)
+        goto out;
     if (hs.set.admin && hs.set.admin[0]) {
         hs.admin = admin_http_start(hs.base, hs.set.admin, hs.set.admin_token, hs.metrics, hs.cfg);
         if (hs.admin == NULL)
@@ -661,6 +670,7 @@ out:
         event_free(hs.sig_hup);
     admin_http_free(hs.admin);
     us_auth_free(hs.auth);
+    us_flood_free(hs.flood);
     hs_dir_free(hs.dir);
     agent_server_free(hs.agents);   /* before px: it releases the requests it holds */
     hs_archive_free(hs.archive);    /* writes what is queued */

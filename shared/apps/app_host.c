@@ -21,6 +21,7 @@ struct host_ep {
 /* Everything one run of the chain on one message needs; lives on the caller's stack. */
 struct hctx {
     const struct app_env *env;
+    struct app_chain *chain;  /* for the dispatching application's manifest (critical) */
     struct px_req *req;
     struct sip_msg *msg;      /* the request, or the response being relayed */
     bool request;
@@ -483,15 +484,17 @@ h_set_to_epid(void *arg, const char *epid)
 static bool
 h_dispatch(void *arg, const char *handler)
 {
-    static bool logged;
+    struct hctx *h = arg;
+    bool critical = false;
 
-    if (!logged) {
-        logged = true;
-        log_info("Dispatch(\"%s\"): no agent is connected to this server (agents are not available yet); "
-                 "Dispatch() returns false",
-                 handler);
+    if (!h->request || h->env->dispatch == NULL)
+        return false;
+    for (size_t i = 0; h->chain && h->app && i < app_chain_count(h->chain); i++) {
+        const struct app_manifest *m = app_chain_manifest(h->chain, i);
+        if (strcmp(m->name, h->app) == 0)
+            critical = m->critical;
     }
-    return false;
+    return h->env->dispatch(h->env->dispatch_arg, h->req, handler, critical);
 }
 
 static void
@@ -614,6 +617,7 @@ app_host_handle(struct app_chain *chain, const struct app_env *env, struct px_re
         break;
     }
     h.env = env;
+    h.chain = chain;
     h.req = req;
     h.msg = msg;
     h.request = true;

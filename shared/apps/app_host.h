@@ -21,7 +21,8 @@
  *                          forwarding (the last AddRoute ends on top)
  *   SetToEpid(epid)        sets To;epid= on the request
  *   Endpoints(user@host)   the bindings of a user homed here, from <bindings>
- *   Dispatch(handler)      false (no agents yet; logged once)
+ *   Dispatch(handler)      hands the request to an agent (app_env.dispatch; agent_server.h);
+ *                          false when none is registered or its queue is full
  * On a response only the header functions, the getters and Log() apply.
  */
 #ifndef PARLEY_APPS_APP_HOST_H
@@ -57,6 +58,11 @@ struct app_env {
     const char *domain;           /* our SIP domain: Endpoints() answers for it only */
     app_bindings_fn *bindings;
     void *bindings_arg;
+    /* Dispatch(handler): hands <req> to the agent registered for <handler>; <critical> =
+     * the dispatching application is critical. True when queued (the agent answers),
+     * false when there is no agent or its queue is full. NULL = no agents. */
+    bool (*dispatch)(void *arg, struct px_req *req, const char *handler, bool critical);
+    void *dispatch_arg;
 };
 
 /*

@@ -34,6 +34,8 @@ struct px {
     } self[8];
     unsigned nself;
     struct px_req *live;      /* every px_req alive, for px_free() */
+    px_final_fn *final_fn;    /* px_set_final_observer() (archiving), or NULL */
+    void *final_arg;
 };
 
 struct px_branch {
@@ -99,6 +101,13 @@ uint64_t px_req_conn_id(const struct px_req *req) { return req->conn_id; }
 const struct tp_addr *px_req_src(const struct px_req *req) { return &req->src; }
 enum tp_proto px_req_proto(const struct px_req *req) { return req->proto; }
 bool px_req_has_route(const struct px_req *req) { return req->has_route; }
+
+void
+px_set_final_observer(struct px *px, px_final_fn *fn, void *arg)
+{
+    px->final_fn = fn;
+    px->final_arg = arg;
+}
 
 /* ------------------------------------------------------------------ identity */
 
@@ -216,8 +225,11 @@ px_reply_msg(struct px_req *req, struct sip_msg *resp)
 {
     int rc = tx_reply(req->stx, resp);
 
-    if (rc == 0 && resp->status >= 200)
+    if (rc == 0 && resp->status >= 200 && !req->final_sent) {
         req->final_sent = true;
+        if (req->px->final_fn)
+            req->px->final_fn(req, resp->status, req->px->final_arg);
+    }
     return rc;
 }
 
@@ -232,8 +244,11 @@ px_reply(struct px_req *req, int code, const char *reason)
 {
     int rc = tx_reply_code(req->stx, code, reason);
 
-    if (rc == 0 && code >= 200)
+    if (rc == 0 && code >= 200 && !req->final_sent) {
         req->final_sent = true;
+        if (req->px->final_fn)
+            req->px->final_fn(req, code, req->px->final_arg);
+    }
     switch (code) {
     case 404: req->px->stats.replies_404++; break;
     case 408: req->px->stats.replies_408++; break;
@@ -759,8 +774,11 @@ forward_response(struct px_req *r, struct sip_msg *resp)
         return -1;
     if (tx_reply_bytes(r->stx, code, out, len) != 0)
         return -1;
-    if (code >= 200)
+    if (code >= 200 && !r->final_sent) {
         r->final_sent = true;
+        if (r->px->final_fn)
+            r->px->final_fn(r, code, r->px->final_arg);
+    }
     return 0;
 }
 
@@ -1076,9 +1094,32 @@ on_server_timeout(struct tx *stx, void *arg)
         return;
     px_req_ref(r);
     cancel_pending(r);
-    px_reply(r, 408, NULL);
+    relay_code(r, 408, NULL);   /* through the response hook: a held request's agent learns of it */
     release_branches(r);
     px_req_unref(r);
+}
+
+void
+px_req_forward(struct px_req *r)
+{
+    struct px_target t = {0};
+    char *u;
+
+    if (r->final_sent || r->forwarding)
+        return;
+    if (r->nbr > 0) {
+        start_forwarding(r);
+        return;
+    }
+    if ((u = sip_uri_str(sip_msg_ruri(r->msg))) == NULL) {
+        px_reply(r, 400, "Bad Request-URI");
+        return;
+    }
+    t.uri = u;
+    t.q = 1000;
+    px_add_target(r, &t);
+    free(u);
+    start_forwarding(r);
 }
 
 /* ACK for a 2xx (no transaction): forwarded statelessly along its route (§16.11). */

@@ -116,5 +116,18 @@ int px_add_target(struct px_req *req, const struct px_target *t);
 typedef int px_response_fn(struct px_req *req, struct sip_msg *resp, void *arg);
 typedef void px_release_fn(void *arg);
 void px_req_on_response(struct px_req *req, px_response_fn *fn, void *arg, px_release_fn *release);
+/*
+ * Resumes a request a handler suspended (PX_SUSPENDED, e.g. held by an agent): forwards
+ * it to the targets added with px_add_target(), or routes it as PX_ROUTE does when there
+ * are none. No-op once a final response was sent or forwarding has begun.
+ */
+void px_req_forward(struct px_req *req);
+/*
+ * Observer of final answers (archiving): <fn>(<req>, <code>, <arg>) runs once per request
+ * when its final response (>= 200) is sent upstream, whoever made it. Read-only: it must
+ * not answer or modify <req>. One per px; NULL removes it.
+ */
+typedef void px_final_fn(struct px_req *req, int code, void *arg);
+void px_set_final_observer(struct px *px, px_final_fn *fn, void *arg);
 
 #endif
