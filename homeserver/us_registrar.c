@@ -7,6 +7,9 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <event2/event.h>
 
@@ -19,6 +22,9 @@ struct us_registrar {
     struct us_location *loc;
     struct store *st;
     struct event *purge_ev;
+    us_registrar_change_fn *change_fn;   /* us_registrar_on_change() */
+    void *change_arg;
+    unsigned trim_ticks;                 /* purge ticks since the last malloc_trim() */
 };
 
 /* A REGISTER waiting for its store commits. */
@@ -40,17 +46,42 @@ struct reg_contact {
     struct us_binding *existing;
 };
 
+void
+us_registrar_on_change(struct us_registrar *reg, us_registrar_change_fn *fn, void *arg)
+{
+    reg->change_fn = fn;
+    reg->change_arg = arg;
+}
+
+static void
+expired_cb(const char *aor, const struct us_binding *b, void *arg)
+{
+    struct us_registrar *reg = arg;
+
+    (void)b;
+    if (reg->change_fn)
+        reg->change_fn(aor, reg->change_arg);
+}
+
 static void
 purge_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct us_registrar *reg = arg;
     int64_t now = clock_wall_s();
-    size_t n = us_loc_purge(reg->loc, now, NULL, NULL);
+    size_t n = us_loc_purge(reg->loc, now, expired_cb, reg);
 
     if (n > 0) {
         log_debug("purged %zu expired bindings", n);
         store_reg_purge_expired(reg->st, now, NULL, NULL);
     }
+#ifdef __GLIBC__
+    /* Give back to the system what a burst of transactions used (glibc keeps freed
+     * memory in its heap otherwise): every 30 s, a few ms on a large heap. */
+    if (++reg->trim_ticks >= 6) {
+        reg->trim_ticks = 0;
+        malloc_trim(0);
+    }
+#endif
 }
 
 struct us_registrar *
@@ -304,6 +335,8 @@ commit_done(int rc, void *arg)
         px_reply(p->req, 500, "Registration Not Stored");
     else
         reply_bindings(p->reg, p->req, p->aor);
+    if (!p->failed && p->reg->change_fn)
+        p->reg->change_fn(p->aor, p->reg->change_arg);
     px_req_unref(p->req);
     free(p->aor);
     free(p);

@@ -163,6 +163,12 @@ finish(struct obuf *o, char **out, size_t *outlen)
         free(o->p);
         return -1;
     }
+    /* Shrink to fit: a server transaction keeps its answer's bytes for 32 s (Timer J). */
+    if (o->cap > o->n + 1) {
+        char *np = realloc(o->p, o->n + 1);
+        if (np != NULL)
+            o->p = np;
+    }
     *out = o->p;
     *outlen = o->n;
     return 0;

@@ -227,11 +227,30 @@ tx_ref(struct tx *tx)
     tx->refs++;
 }
 
+/*
+ * A server transaction that has sent its final answer and is held only by the table
+ * keeps just its key and the answer's bytes (to absorb retransmissions for Timer J/H/L);
+ * the parsed request is released: at 4,000 REGISTER/s, Timer J's 32 s would otherwise
+ * keep ~128k parsed requests alive.
+ */
+static void
+compact(struct tx *tx)
+{
+    if (tx->server && tx->final_sent && tx->refs == 1 && tx->req != NULL) {
+        sip_msg_free(tx->req);
+        tx->req = NULL;
+    }
+}
+
 void
 tx_unref(struct tx *tx)
 {
-    if (tx && --tx->refs == 0)
+    if (tx == NULL)
+        return;
+    if (--tx->refs == 0)
         tx_free(tx);
+    else if (tx->refs == 1)
+        compact(tx);
 }
 
 static void
@@ -481,6 +500,9 @@ struct sip_msg *
 tx_reply_build(struct tx *stx, int code, const char *reason)
 {
     char tag[24];
+
+    if (stx->req == NULL)
+        return NULL;   /* compacted: the final answer went out long ago */
 
     sip_make_tag(stx->req, tag, sizeof tag);
     return sip_reply_new(stx->req, code, reason, tag);
