@@ -31,6 +31,7 @@
 #include "us_flood.h"
 #include "us_location.h"
 #include "us_registrar.h"
+#include "us_services.h"
 #include "util/admin_http.h"
 #include "util/cfg.h"
 #include "util/clock.h"
@@ -141,6 +142,7 @@ struct hs {
     struct hs_dir *dir;          /* NULL without --etcd */
     struct us_auth *auth;        /* NULL when authentication is off */
     struct us_flood *flood;      /* flood protection (us_flood.h) */
+    struct us_services *svc;     /* presence, subscriptions, lists (us_services.h) */
     struct event *sig_term, *sig_int, *sig_hup;
     bool stopping;
 };
@@ -243,21 +245,12 @@ hs_handle(struct px_req *req, void *arg)
         px_reply(req, 483, NULL);   /* an OPTIONS for a user, with no hops left */
         return PX_ANSWERED;
     }
-    switch (msg->method) {
-    case SIP_SUBSCRIBE:
-        px_reply(req, 489, "Bad Event");   /* the presence agent is not in this server yet */
-        return PX_ANSWERED;
-    case SIP_PUBLISH:
-    case SIP_SERVICE:
-        px_reply(req, 501, NULL);
-        return PX_ANSWERED;
-    default:
-        break;
-    }
     /* user@domain: the host may be one of our addresses; the AOR is always in our domain. */
     snprintf(aor, sizeof aor, "%s@%s", ru->username, hs->set.domain);
     for (char *c = aor; *c; c++)
         *c = (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c);
+    if (us_services_handle(hs->svc, req, aor, &v))
+        return v;   /* SUBSCRIBE, PUBLISH, SERVICE; blocked senders (us_services.h) */
     if (hs_apps_run(hs->apps, req, &v))
         return v;   /* an application (routing.am by default) proxied or answered it */
     return route_local_user(hs, req, aor);   /* built-in routing: no chain, or the chain passed */
@@ -632,6 +625,11 @@ main(int argc, char **argv)
             goto out;
         log_info("listening on %s", hs.set.listen.v[i]);
     }
+    {
+        struct us_services_opts uso = {hs.set.min_expires, hs.set.max_expires};
+        if ((hs.svc = us_services_start(hs.base, hs.px, hs.st, hs.loc, hs.reg, &uso)) == NULL)
+            goto out;
+    }
     hs.metrics = metrics_new();
     register_metrics(&hs);
     agent_server_metrics(hs.agents, hs.metrics);
@@ -674,6 +672,7 @@ out:
     hs_dir_free(hs.dir);
     agent_server_free(hs.agents);   /* before px: it releases the requests it holds */
     hs_archive_free(hs.archive);    /* writes what is queued */
+    us_services_free(hs.svc);       /* before px: it holds client transactions */
     px_free(hs.px);
     us_registrar_free(hs.reg);
     store_close(hs.st);

@@ -30,6 +30,13 @@ void us_registrar_free(struct us_registrar *reg);
 void us_registrar_set_opts(struct us_registrar *reg, const struct us_registrar_opts *opts);
 /* Loads the stored bindings into the location table (at start). Returns the count or -1. */
 long us_registrar_load(struct us_registrar *reg);
+/*
+ * Observer of binding changes (the presence agent): <fn>(<aor>, <arg>) runs after a
+ * REGISTER for <aor> changed its bindings and the change was committed, and when bindings
+ * of <aor> expired. One observer; NULL removes it.
+ */
+typedef void us_registrar_change_fn(const char *aor, void *arg);
+void us_registrar_on_change(struct us_registrar *reg, us_registrar_change_fn *fn, void *arg);
 /* Handles a REGISTER addressed to our domain. */
 enum px_verdict us_registrar_handle(struct us_registrar *reg, struct px_req *req, const char *domain);
 

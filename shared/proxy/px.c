@@ -159,6 +159,14 @@ our_hostport(struct px *px, enum tp_proto proto, char *host, size_t hostlen, uin
     return 0;
 }
 
+int
+px_local_hostport(struct px *px, enum tp_proto proto, char *host, size_t hostlen, uint16_t *port)
+{
+    return our_hostport(px, proto, host, hostlen, port);
+}
+
+struct evdns_base *px_dns(struct px *px) { return px->dns; }
+
 static void
 add_self(struct px *px, struct tp_listener *lis)
 {

@@ -130,4 +130,58 @@ void px_req_forward(struct px_req *req);
 typedef void px_final_fn(struct px_req *req, int code, void *arg);
 void px_set_final_observer(struct px *px, px_final_fn *fn, void *arg);
 
+/* ------------------------------------------------------------------ requests we originate
+ * (px_uac.c): the home server sends NOTIFYs of its subscriptions (RFC 6665) itself. */
+struct evdns_base;
+struct px_uac;
+
+/* Our sent-by for <proto> (the advertised host, else the listener's) into <host>, <port>. 0 or -1. */
+int px_local_hostport(struct px *px, enum tp_proto proto, char *host, size_t hostlen, uint16_t *port);
+/* The resolver of <px> (evdns on its loop). */
+struct evdns_base *px_dns(struct px *px);
+
+/*
+ * Outcome of a request we originated: <code> is the final status (>= 200; 408 on timeout,
+ * 503 on a transport error or when the next hop cannot be resolved), <resp> the response
+ * (borrowed, NULL when none arrived). Called once; the handle is gone afterwards.
+ */
+typedef void px_uac_fn(int code, struct sip_msg *resp, void *arg);
+
+/*
+ * Sends request bytes on a new client transaction: takes ownership of malloc'd <bytes>
+ * (<len>), whose top Via carries <branch>; <m> is its method. Returns a handle (valid
+ * until <cb> ran or px_uac_cancel()) or NULL (nothing will be called; <bytes> freed).
+ */
+struct px_uac *px_send_request(struct px *px, char *bytes, size_t len, const char *branch,
+                               enum sip_method m, const struct tp_dest *dest, px_uac_fn *cb, void *arg);
+
+/* One dialog as seen from our side (RFC 3261 §12), for requests inside it. */
+struct px_dialog {
+    const char *call_id;
+    const char *local_uri;        /* our From URI (the To of the dialog-creating request) */
+    const char *local_tag;
+    const char *remote_uri;       /* their URI (From of the dialog-creating request) */
+    const char *remote_tag;
+    const char *remote_target;    /* their Contact URI: the Request-URI (§12.2.1.1) */
+    const char *route_set;        /* "<uri>,<uri>" in request order (Record-Route as received by a
+                                     UAS), or NULL */
+    const char *local_contact;    /* our Contact URI, or NULL */
+    uint32_t cseq;                /* CSeq number to put in this request */
+    uint64_t conn_id;             /* stream flow to prefer (0 = none) */
+};
+
+/*
+ * Builds and sends a request inside dialog <d> (RFC 3261 §12.2.1.1: Request-URI = remote
+ * target, Route = route set, strict router handled), with our Via (fresh branch),
+ * Max-Forwards 70, the extra header lines <headers> ("Name: value\r\n"..., may be NULL)
+ * and the body <body>/<blen> of type <ctype> (NULL = no body). The next hop is the first
+ * route, else the remote target, resolved with the URI's maddr/host/port/transport.
+ * Returns a handle as px_send_request() does, or NULL.
+ */
+struct px_uac *px_send_in_dialog(struct px *px, const struct px_dialog *d, enum sip_method m,
+                                 const char *headers, const char *ctype, const char *body, size_t blen,
+                                 px_uac_fn *cb, void *arg);
+/* The owner no longer wants the outcome (the transaction finishes on its own). Accepts NULL. */
+void px_uac_cancel(struct px_uac *u);
+
 #endif

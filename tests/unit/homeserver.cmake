@@ -18,3 +18,13 @@ target_link_libraries(test_registrar PRIVATE parley_store parley_sip parley_tran
   PkgConfig::LIBEVENT PkgConfig::CMOCKA)
 add_test(NAME test_registrar COMMAND test_registrar)
 set_tests_properties(test_registrar PROPERTIES LABELS unit TIMEOUT 120)
+
+# presence documents (us_pidf.c) and the SERVICE parser of the lists (us_lists.c; its
+# SIP side links against the real proxy, subscriptions and store).
+add_executable(test_us_pidf ${CMAKE_CURRENT_LIST_DIR}/test_us_pidf.c ${_hs}/us_pidf.c ${_hs}/us_lists.c
+  ${_hs}/us_subs.c)
+target_include_directories(test_us_pidf PRIVATE ${_hs})
+target_link_libraries(test_us_pidf PRIVATE parley_proxy parley_store parley_util PkgConfig::LIBXML2
+  PkgConfig::LIBEVENT PkgConfig::CMOCKA)
+add_test(NAME test_us_pidf COMMAND test_us_pidf)
+set_tests_properties(test_us_pidf PROPERTIES LABELS unit TIMEOUT 120)

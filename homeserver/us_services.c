@@ -1,0 +1,93 @@
+#define LOG_MODULE "services"
+#include "us_services.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "us_lists.h"
+#include "us_presence.h"
+#include "us_subs.h"
+#include "util/log.h"
+
+struct us_services {
+    struct us_subs *subs;
+    struct us_lists *lists;
+    struct us_presence *pres;
+    struct us_registrar *reg;
+};
+
+void
+us_services_free(struct us_services *svc)
+{
+    if (svc == NULL)
+        return;
+    if (svc->reg)
+        us_registrar_on_change(svc->reg, NULL, NULL);
+    us_subs_free(svc->subs);   /* first: pending NOTIFYs read the others */
+    us_presence_free(svc->pres);
+    us_lists_free(svc->lists);
+    free(svc);
+}
+
+struct us_services *
+us_services_start(struct event_base *base, struct px *px, struct store *st, struct us_location *loc,
+                  struct us_registrar *reg, const struct us_services_opts *opts)
+{
+    struct us_services *svc = calloc(1, sizeof *svc);
+    struct us_subs_opts so = {opts->min_expires, opts->max_expires, 3600, 1000000};
+    struct us_presence_opts po = {opts->min_expires, opts->max_expires, 3600, 16};
+    long nl, np, ns;
+
+    if (svc == NULL)
+        return NULL;
+    if ((svc->subs = us_subs_new(base, px, st, &so)) == NULL ||
+        (svc->lists = us_lists_new(st, svc->subs)) == NULL ||
+        (svc->pres = us_presence_new(base, &po, st, svc->subs, loc, svc->lists)) == NULL)
+        goto fail;
+    if ((nl = us_lists_load(svc->lists)) < 0 || (np = us_presence_load(svc->pres)) < 0 ||
+        (ns = us_subs_load(svc->subs)) < 0) {
+        log_err("cannot load presence, lists or subscriptions from the store");
+        goto fail;
+    }
+    log_info("loaded %ld lists, %ld publications, %ld subscriptions", nl, np, ns);
+    svc->reg = reg;
+    us_registrar_on_change(reg, us_presence_bindings_changed, svc->pres);
+    return svc;
+fail:
+    us_services_free(svc);
+    return NULL;
+}
+
+bool
+us_services_handle(struct us_services *svc, struct px_req *req, const char *aor, enum px_verdict *v)
+{
+    struct sip_msg *msg = px_req_msg(req);
+    char from[512];
+
+    if (svc == NULL)
+        return false;
+    switch (msg->method) {
+    case SIP_SUBSCRIBE:
+        *v = us_subs_handle(svc->subs, req, aor);
+        return true;
+    case SIP_PUBLISH:
+        *v = us_presence_publish(svc->pres, req, aor);
+        return true;
+    case SIP_SERVICE:
+        *v = us_lists_service(svc->lists, req, aor);
+        return true;
+    case SIP_ACK:
+    case SIP_CANCEL:
+        return false;
+    default:
+        break;
+    }
+    /* Design §3: a blocked user cannot call, message or watch the owner. */
+    if (msg->osip->from && sip_uri_aor(msg->osip->from->url, from, sizeof from) &&
+        us_lists_blocks(svc->lists, aor, from)) {
+        px_reply(req, 403, "Forbidden");
+        *v = PX_ANSWERED;
+        return true;
+    }
+    return false;
+}
