@@ -778,6 +778,7 @@ test_tx_client_timer_f_reports_408(void **state)
     assert_true(fx->cb_null[0]);
     assert_int_equal(tx_state(ctx), TX_TERMINATED);
     assert_int_equal(tx_last_status(ctx), 408);
+    run_for(fx, 5 * T1);   /* let the peer read what was already in flight */
     copies = peer_count(fx, "MESSAGE ");
     assert_true(copies >= 4 && copies <= 14);
     run_for(fx, 2 * T2);
