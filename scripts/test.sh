@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The test command (README): installs what it needs, builds Parley twice (normal with
 # -Werror, and ASan+UBSan), runs the whole ctest suite in both, then runs each libFuzzer
-# target briefly. Exits non-zero on any failure.
+# target briefly. Exits non-zero on any failure. The normal suite includes one flow of the
+# home server under valgrind memcheck (ctest -L valgrind, ~40 s; not in the ASan build) and
+# the fault tests (ctest -L faults). The fuzz smoke suppresses only libosip2's own leaks
+# (tests/fuzz/lsan.supp).
 #   QUICK=1 scripts/test.sh    skip the sanitizer build and the fuzz smoke
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -12,6 +12,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${FUZZ_BUILD_DIR:-$ROOT/build/fuzz}
 SECONDS_PER=${FUZZ_SECONDS:-60}
+SECONDS=0
 JOBS=${FUZZ_JOBS:-2}
 
 command -v clang >/dev/null || { echo "fuzz: clang not found" >&2; exit 2; }
@@ -39,9 +40,13 @@ for t in $targets; do
   name=${t#fuzz_}
   corpus="$WORK/$name/corpus"; artifacts="$WORK/$name/artifacts"
   mkdir -p "$corpus" "$artifacts"
-  if [ -d "$ROOT/tests/fuzz/corpus/$name" ]; then
-    cp -R "$ROOT/tests/fuzz/corpus/$name/." "$corpus/"
-  fi
+  # Seed corpus: corpus/<name>, else the folder the target's area uses (auth_parse ->
+  # auth, scr_compile -> script); a target without seeds starts from nothing.
+  seeds=""
+  for c in "$name" "${name%_*}" "$(case $name in scr_*) echo script ;; esac)"; do
+    if [ -n "$c" ] && [ -d "$ROOT/tests/fuzz/corpus/$c" ]; then seeds=$ROOT/tests/fuzz/corpus/$c; break; fi
+  done
+  [ -n "$seeds" ] && cp -R "$seeds/." "$corpus/"
   log="$WORK/$name/fuzz.log"
   # -max_total_time bounds the run; timeout(1) is the backstop if the target hangs.
   timeout --kill-after=30 $((SECONDS_PER + 120)) "$exe" "$corpus" \
@@ -61,9 +66,9 @@ for t in $targets; do
     grep -m1 -A30 -E '==ERROR|runtime error|deadly signal|out-of-memory|timeout' "$log" | head -n 40
     failed=$((failed + 1))
   else
-    echo "ok   $t: ${execs:-?} executions in ${SECONDS_PER}s"
+    echo "ok   $t: ${execs:-?} executions in ${SECONDS_PER}s${seeds:+ (seeds: ${seeds#"$ROOT"/})}"
     passed=$((passed + 1))
   fi
 done
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed in $SECONDS s (build included)"
 [ "$failed" -eq 0 ]

@@ -8,7 +8,7 @@ function(parley_unit_test name src)
   set_tests_properties(${name} PROPERTIES LABELS unit TIMEOUT 120)
 endfunction()
 
-foreach(area transport sip transaction proxy store directory auth script util homeserver apps agent)
+foreach(area transport sip transaction proxy store directory auth script util homeserver apps agent flood)
   if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${area}.cmake)
     include(${CMAKE_CURRENT_LIST_DIR}/${area}.cmake)
   endif()

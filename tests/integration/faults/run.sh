@@ -31,6 +31,9 @@ source "$HERE/../../lib/sipp.sh"
 : "${HS_BIN:?HS_BIN must point at parley-homeserver}"
 CASE=${1:?case}
 CLIENT="python3 $HERE/sipclient.py"
+# The proxy's per-client transaction throttle (px_trust, where present) would answer a
+# load generator on one address 503: lift it, these tests measure other limits.
+export PARLEY_MAX_CLIENT_TRANSACTIONS=${PARLEY_MAX_CLIENT_TRANSACTIONS:-100000}
 
 UAS_PORT=$(free_port)
 UAS2_PORT=$(free_port)
