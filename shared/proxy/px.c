@@ -1,6 +1,7 @@
 #define LOG_MODULE "proxy"
 #include "proxy/px.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "proxy/px_trust.h"
 #include "sip/sip_raw.h"
 #include "util/log.h"
 
@@ -34,6 +36,7 @@ struct px {
     } self[8];
     unsigned nself;
     struct px_req *live;      /* every px_req alive, for px_free() */
+    struct px_trust *trust;   /* connection classes, stripping, throttling (px_trust.h) */
     px_final_fn *final_fn;    /* px_set_final_observer() (archiving), or NULL */
     void *final_arg;
 };
@@ -49,6 +52,7 @@ struct px_branch {
     bool started;
     bool done;
     bool got_response;
+    bool client_dest;         /* px_target.client_supplied: destination authorization applies */
 };
 
 struct px_req {
@@ -77,6 +81,7 @@ struct px_req {
     px_response_fn *resp_fn;  /* px_req_on_response() hook, or NULL */
     void *resp_arg;
     px_release_fn *resp_release;
+    struct px_trust_req trust;   /* class, throttle slot (px_trust.h) */
 };
 
 void
@@ -96,18 +101,20 @@ const struct px_stats *px_stats(const struct px *px) { return &px->stats; }
 struct sip_msg *px_req_msg(const struct px_req *req) { return req->msg; }
 struct tx *px_req_tx(const struct px_req *req) { return req->stx; }
 const struct tp_rx *px_req_rx(const struct px_req *req) { return req->rx; }
-bool px_req_is_trusted(const struct px_req *req) { (void)req; return false; }
-uint64_t px_req_conn_id(const struct px_req *req) { return req->conn_id; }
-const struct tp_addr *px_req_src(const struct px_req *req) { return &req->src; }
-enum tp_proto px_req_proto(const struct px_req *req) { return req->proto; }
-bool px_req_has_route(const struct px_req *req) { return req->has_route; }
-
+bool px_req_is_trusted(const struct px_req *req) { return req->trust.cls != TP_CLASS_CLIENT; }
+enum tp_class px_req_class(const struct px_req *req) { return req->trust.cls; }
+struct px_trust_req *px_req_trust(struct px_req *req) { return &req->trust; }
+void px_set_trust(struct px *px, struct px_trust *t) { px->trust = t; }
 void
 px_set_final_observer(struct px *px, px_final_fn *fn, void *arg)
 {
     px->final_fn = fn;
     px->final_arg = arg;
 }
+uint64_t px_req_conn_id(const struct px_req *req) { return req->conn_id; }
+const struct tp_addr *px_req_src(const struct px_req *req) { return &req->src; }
+enum tp_proto px_req_proto(const struct px_req *req) { return req->proto; }
+bool px_req_has_route(const struct px_req *req) { return req->has_route; }
 
 /* ------------------------------------------------------------------ identity */
 
@@ -193,6 +200,8 @@ add_self(struct px *px, struct tp_listener *lis)
 static void
 req_free(struct px_req *r)
 {
+    if (r->px->trust)
+        px_trust_req_done(r->px->trust, r);   /* the client's throttle slot */
     if (r->live_prev)
         r->live_prev->live_next = r->live_next;
     else if (r->px->live == r)
@@ -247,11 +256,32 @@ px_reply_build(struct px_req *req, int code, const char *reason)
     return tx_reply_build(req->stx, code, reason);
 }
 
+void
+px_req_log(const struct px_req *req, enum log_level lvl, bool peer, const char *module, const char *fmt, ...)
+{
+    char msg[1024], cid[128];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sip_msg_call_id(req->msg, cid, sizeof cid);
+    if (peer)
+        log_write_peer(lvl, module, "conn=%llu call-id=%s tx=%s %s: %s", (unsigned long long)req->conn_id, cid,
+                       req->msg->branch ? req->msg->branch : "-", sip_msg_method_str(req->msg), msg);
+    else
+        log_write(lvl, module, "conn=%llu call-id=%s tx=%s %s: %s", (unsigned long long)req->conn_id, cid,
+                  req->msg->branch ? req->msg->branch : "-", sip_msg_method_str(req->msg), msg);
+}
+
 int
 px_reply(struct px_req *req, int code, const char *reason)
 {
-    int rc = tx_reply_code(req->stx, code, reason);
+    int rc;
 
+    if (code >= 400 && !req->final_sent)
+        px_log_peer(req, LOG_INFO, "answered %d %s", code, reason ? reason : "");
+    rc = tx_reply_code(req->stx, code, reason);
     if (rc == 0 && code >= 200 && !req->final_sent) {
         req->final_sent = true;
         if (req->px->final_fn)
@@ -284,6 +314,7 @@ px_add_target(struct px_req *req, const struct px_target *t)
     b->route_set = t->route_set ? strdup(t->route_set) : NULL;
     b->conn_id = t->conn_id;
     b->q = t->q;
+    b->client_dest = t->client_supplied;
     if (b->uri == NULL)
         return -1;
     req->nbr++;
@@ -487,7 +518,7 @@ dns_cb(int result, struct evutil_addrinfo *res, void *arg)
         dest.tls_name = NULL;
         send_branch(r, w->idx, w->buf, w->len, w->branch, &dest);
     } else {
-        log_info("cannot resolve %s: %s", w->hop.host, evutil_gai_strerror(result));
+        px_log(r, LOG_INFO, "cannot resolve %s: %s", w->hop.host, evutil_gai_strerror(result));
         free(w->buf);
         branch_done(r, &r->br[w->idx], 504, NULL);
     }
@@ -675,6 +706,11 @@ start_branch(struct px_req *r, unsigned idx)
         branch_done(r, b, 500, NULL);
         return;
     }
+    if (b->client_dest && px->trust && !px_trust_dest_allowed(px->trust, r, hop.host, hop.port)) {
+        free(out);   /* design §2 step 3: no open relay */
+        branch_done(r, b, 403, NULL);
+        return;
+    }
     memset(&dest, 0, sizeof dest);
     dest.proto = hop.proto;
     dest.conn_id = b->conn_id;
@@ -685,7 +721,7 @@ start_branch(struct px_req *r, unsigned idx)
             branch_done(r, b, 404, NULL);
             return;
         }
-        log_debug("branch %u -> %s:%u (%zu bytes)", idx, hop.host, hop.port, len);
+        px_log(r, LOG_DEBUG, "branch %u -> %s:%u (%zu bytes)", idx, hop.host, hop.port, len);
         send_branch(r, idx, out, len, branch, &dest);
         return;
     }
@@ -1028,6 +1064,8 @@ on_request(struct tx *stx, const struct tp_rx *rx, void *arg)
     r->proto = rx->proto;
     r->conn_id = rx->conn_id;
     r->lis = rx->lis;
+    if (px->trust && px_trust_on_request(px->trust, r) != 0)
+        goto out;   /* throttled: answered 503 */
     if (px->shutting_down) {
         px_reply(r, 503, "Shutting Down");
         goto out;
@@ -1064,6 +1102,10 @@ on_request(struct tx *stx, const struct tp_rx *rx, void *arg)
     r->has_route = sip_msg_route_count(msg) > 0;
     if (msg->method == SIP_INVITE)
         tx_reply_code(stx, 100, NULL);   /* §16.2: a stateful proxy answers INVITE with 100 at once */
+    if (log_enabled(LOG_DEBUG)) {
+        char src[80];
+        px_log(r, LOG_DEBUG, "from %s (%s)", tp_addr_str(&r->src, src, sizeof src), tp_proto_name(r->proto));
+    }
     v = px->handler ? px->handler(r, px->arg) : PX_ROUTE;
     r->rx = NULL;
     switch (v) {
@@ -1075,7 +1117,13 @@ on_request(struct tx *stx, const struct tp_rx *rx, void *arg)
         break;
     case PX_ROUTE: {
         struct px_target t = {0};
-        char *u = sip_uri_str(sip_msg_ruri(msg));
+        char *u;
+        if (px->trust) {   /* static routes, client-supplied destinations (px_trust.h) */
+            if (px_trust_route(px->trust, r) == 0)
+                start_forwarding(r);
+            break;
+        }
+        u = sip_uri_str(sip_msg_ruri(msg));
         if (u == NULL) {
             px_reply(r, 400, "Bad Request-URI");
             break;
@@ -1119,6 +1167,11 @@ px_req_forward(struct px_req *r)
         start_forwarding(r);
         return;
     }
+    if (r->px->trust) {   /* as PX_ROUTE in on_request() */
+        if (px_trust_route(r->px->trust, r) == 0)
+            start_forwarding(r);
+        return;
+    }
     if ((u = sip_uri_str(sip_msg_ruri(r->msg))) == NULL) {
         px_reply(r, 400, "Bad Request-URI");
         return;
@@ -1145,6 +1198,8 @@ on_ack(struct sip_msg *ack, const struct tp_rx *rx, void *arg)
     size_t len = 0;
     osip_uri_t *u;
 
+    if (px->trust && !px_trust_ack_allowed(px->trust, ack, rx))
+        goto drop;   /* a client's ACK not routed through a dialog of ours */
     preprocess_routes(px, ack);
     u = sip_msg_route_count(ack) > 0 ? sip_msg_route_uri(ack, 0) : sip_msg_ruri(ack);
     if (mf <= 0 || u == NULL || (sip_msg_route_count(ack) > 0 && !sip_uri_has_param(u, "lr")) ||

@@ -23,6 +23,7 @@
 #include "sip/sip_msg.h"
 #include "transaction/tx.h"
 #include "transport/tp.h"
+#include "util/log.h"
 
 struct event_base;
 struct px;
@@ -59,6 +60,9 @@ struct px_target {
     const char *route_set;       /* comma-separated Route URIs to push (a Path), or NULL */
     uint64_t conn_id;            /* send on this connection if still open (registration flow) */
     int q;                       /* 0..1000, higher first */
+    bool client_supplied;        /* the destination is what a client asked for (its Request-URI),
+                                  * not a User Services / static route target: it must pass
+                                  * destination authorization (px_trust.h, design §2 step 3) */
 };
 
 void px_opts_default(struct px_opts *opts);
@@ -90,11 +94,36 @@ enum tp_proto px_req_proto(const struct px_req *req);
 bool px_req_has_route(const struct px_req *req);
 /* true when the request came over a trusted connection (design §2 "server" class: MTLS
  * peer listed in the directory, or a trusted listener/static route). Trusted requests are
- * already authenticated, so User Services does not challenge them. Connection classes are
- * not wired yet: always false for now (the hook for them). */
+ * already authenticated, so User Services does not challenge them. Set by px_trust
+ * (px_trust.h); always false when no trust layer is attached. */
 bool px_req_is_trusted(const struct px_req *req);
+/* The class of the connection/source the request came from (TP_CLASS_CLIENT by default). */
+enum tp_class px_req_class(const struct px_req *req);
+/* The trust layer's state of <req> (struct px_trust_req, px_trust.h). */
+struct px_trust_req *px_req_trust(struct px_req *req);
+/* Attaches the trust layer (px_trust_new does it; NULL detaches). */
+struct px_trust;
+void px_set_trust(struct px *px, struct px_trust *t);
 void px_req_ref(struct px_req *req);
 void px_req_unref(struct px_req *req);
+
+/*
+ * Logs one line about <req> with its context first — "conn=<id> call-id=<id>
+ * tx=<branch> <METHOD>: ..." — so every line of one request can be found (style rule
+ * 17). <peer> lines (provoked by remote input) go through the rate limiter.
+ */
+void px_req_log(const struct px_req *req, enum log_level lvl, bool peer, const char *module,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+#define px_log(req, lvl, ...)                                                                      \
+    do {                                                                                           \
+        if (log_enabled(lvl))                                                                      \
+            px_req_log((req), (lvl), false, LOG_MODULE, __VA_ARGS__);                              \
+    } while (0)
+#define px_log_peer(req, lvl, ...)                                                                 \
+    do {                                                                                           \
+        if (log_enabled(lvl))                                                                      \
+            px_req_log((req), (lvl), true, LOG_MODULE, __VA_ARGS__);                               \
+    } while (0)
 
 /* Answers. <resp> is borrowed. */
 int px_reply(struct px_req *req, int code, const char *reason);
