@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# Integration tests of agents (shared/agent, agents/) and archiving (homeserver/hs_archive.c).
+#   usage: run.sh CASE    (HS_BIN = parley-homeserver, AGENT_BIN = test_agent, EX_DIR = examples)
+# Cases: respond, trying, timeout, stall, critical, kill, garbage, examples, archive
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+SCEN=$HERE/scenarios
+source "$HERE/../../lib/common.sh"
+source "$HERE/../../lib/homeserver.sh"
+source "$HERE/../../lib/sipp.sh"
+: "${HS_BIN:?HS_BIN must point at parley-homeserver}"
+: "${AGENT_BIN:?AGENT_BIN must point at test_agent}"
+CASE=${1:?case}
+SOCK=$TEST_TMP/agents.sock
+EV=$TEST_TMP/events.log
+UAC="python3 $HERE/uac.py"
+
+# manifest NAME CRITICAL HANDLER: an application dispatching MESSAGE and INVITE to HANDLER
+manifest() {
+  cat > "$TEST_TMP/$1.am" <<EOT
+name: $1
+critical: $2
+request-filter: MESSAGE, INVITE
+response-filter: none
+---
+if (!Dispatch("$3")) { Respond(503, "Agent Busy"); }
+EOT
+  echo "$TEST_TMP/$1.am" > "$TEST_TMP/chain.conf"
+}
+
+agent() {  # agent NAME ARGS...: a test agent in the background; waits until it registered
+  bg "$1" "$AGENT_BIN" --socket "$SOCK" --events "$EV" "${@:2}"
+  AGENT_PID=$LAST_PID
+  local i
+  for ((i = 0; i < 100; i++)); do grep -q "^registered" "$EV" 2>/dev/null && return 0; sleep 0.05; done
+  fail "agent $1 did not register"
+}
+
+hs_agents() {  # hs_agents [extra args]: the home server with the test chain and the agent socket
+  hs_start --app-chain "$TEST_TMP/chain.conf" --agent-socket "$SOCK" "$@"
+}
+
+wait_gone() {  # wait_gone PID SECONDS
+  local i
+  for ((i = 0; i < $2 * 20; i++)); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.05; done
+  return 1
+}
+
+UAS_PORT=$(free_port)
+RURI="sip:uas@127.0.0.1:$UAS_PORT"
+# Requests passed on to the Request-URI (a sipp UAS on loopback) must come from a trusted
+# source when the server has the trust layer (no open relay for clients): an extra
+# listener trusted for 127.0.0.1. RELAY_PORT is where such requests are sent.
+RELAY_ARGS=()
+relay_setup() {
+  if "$HS_BIN" --help 2>&1 | grep -q -- "--trusted-listener"; then
+    RELAY_PORT=$(free_port)
+    RELAY_ARGS=(--trusted-listener "udp:127.0.0.1:$RELAY_PORT=127.0.0.1")
+  else
+    RELAY_PORT=$HS_PORT
+  fi
+}
+
+case "$CASE" in
+respond)
+  # a dispatched MESSAGE answered by the agent (RESPOND 200 with its own header)
+  manifest disp false testapp
+  hs_agents
+  agent a1 --app testapp --mode respond
+  out=$($UAC one "127.0.0.1:$HS_PORT" MESSAGE "$RURI" 5)
+  echo "$out" | grep -q "^final 200" || fail "expected 200 from the agent, got: $out"
+  echo "$out" | grep -q "x-agent: test_agent" || fail "the agent's header is missing: $out"
+  grep -q "^request MESSAGE" "$EV" || fail "the agent saw no MESSAGE"
+  [ "$(metric parley_agent_dispatched_total)" = 1 ] || fail "dispatched_total != 1"
+  pass "dispatched MESSAGE answered 200 by the agent"
+  ;;
+trying)
+  # an INVITE held 6 s with TRYING every 2 s outlives a 3 s transaction lifetime
+  manifest disp false testapp
+  hs_agents --transaction-lifetime 3s
+  agent a1 --app testapp --mode hold --hold-ms 6000 --trying-ms 1500
+  start=$(date +%s.%N)
+  out=$($UAC one "127.0.0.1:$HS_PORT" INVITE "$RURI" 12)
+  el=$(python3 -c "print(round($(date +%s.%N) - $start, 1))")
+  echo "$out" | grep -q "^final 486" || fail "expected the agent's 486 after the hold, got: $out (after ${el}s)"
+  python3 -c "import sys; sys.exit(0 if $el >= 5.5 else 1)" || fail "answered too early (${el}s)"
+  [ "$(grep -c '^trying' "$EV")" -ge 2 ] || fail "the agent sent fewer than 2 TRYING"
+  grep -q "^event timeout" "$EV" && fail "the transaction timed out despite TRYING"
+  pass "INVITE held ${el}s with TRYING past a 3 s lifetime; caller got 486"
+  ;;
+timeout)
+  # an agent that never answers: the caller gets 408, the agent an EVENT timeout
+  manifest disp false testapp
+  hs_agents --transaction-lifetime 2s
+  agent a1 --app testapp --mode never
+  out=$($UAC one "127.0.0.1:$HS_PORT" INVITE "$RURI" 8)
+  echo "$out" | grep -q "^final 408" || fail "expected 408, got: $out"
+  for ((i = 0; i < 40; i++)); do grep -q "^event timeout" "$EV" && break; sleep 0.05; done
+  grep -q "^event timeout" "$EV" || fail "the agent got no timeout event"
+  pass "unanswered INVITE: caller 408, agent EVENT timeout"
+  ;;
+stall|critical)
+  # a stalled agent: its queue (3) fills, Dispatch() fails -> the script answers 503;
+  # after the stall timeout it is disconnected; a critical one stops the server (exit 0)
+  crit=false; [ "$CASE" = critical ] && crit=true
+  manifest disp $crit testapp
+  hs_agents --agent-queue 3 --agent-stall-timeout 2s --transaction-lifetime 20s
+  agent a1 --app testapp --mode stall
+  res=$($UAC many "127.0.0.1:$HS_PORT" MESSAGE "$RURI" 8 1.5)
+  echo "$res" | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d.get("503",0)>=5 else 1)' \
+    || fail "expected >= 5 answers 503 with a full queue: $res"
+  if [ "$CASE" = stall ]; then
+    for ((i = 0; i < 100; i++)); do [ "$(metric parley_agent_stalled_total)" = 1 ] && break; sleep 0.05; done
+    [ "$(metric parley_agent_stalled_total)" = 1 ] || fail "the stalled agent was not disconnected"
+    grep -q "left its queue full" "$TEST_TMP/homeserver.log" || fail "no log line for the stall"
+    kill -0 "$HS_PID" || fail "the server died"
+    pass "full queue -> 503; stalled agent disconnected after 2 s; server keeps running"
+  else
+    wait_gone "$HS_PID" 10 || fail "the server did not stop after its critical agent stalled"
+    wait "$HS_PID"; rc=$?
+    [ $rc = 0 ] || fail "exit status $rc, expected 0 (clean shutdown)"
+    grep -q "critical: shutting the server down" "$TEST_TMP/homeserver.log" || fail "no log line"
+    pass "critical agent stalled -> clean shutdown (exit 0)"
+  fi
+  ;;
+kill)
+  # the agent dies with requests in flight: non-critical -> passed on to the Request-URI
+  manifest disp false testapp
+  sipp_bg uas -sf "$SCEN/uas_msg.xml" -i 127.0.0.1 -p "$UAS_PORT" -m 5
+  HS_PORT=$(free_port); relay_setup
+  hs_agents --transaction-lifetime 20s "${RELAY_ARGS[@]}"
+  agent a1 --app testapp --mode never
+  ( $UAC many "127.0.0.1:$RELAY_PORT" MESSAGE "$RURI" 5 6 > "$TEST_TMP/kill.json" ) &
+  UPID=$!; PARLEY_PIDS+=("$UPID")
+  for ((i = 0; i < 100; i++)); do [ "$(grep -c '^request' "$EV")" -ge 5 ] && break; sleep 0.05; done
+  kill -9 "$AGENT_PID"
+  wait "$UPID"
+  res=$(cat "$TEST_TMP/kill.json")
+  echo "$res" | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d.get("200",0)==5 else 1)' \
+    || fail "expected the 5 MESSAGEs passed on (200): $res"
+  [ "$(metric parley_agent_passed_on_total)" = 5 ] || fail "passed_on_total != 5"
+  # critical: answered 503
+  hs_stop; : > "$EV"
+  manifest disp true testapp
+  HS_PORT=; HS_ADMIN_PORT=; hs_agents --transaction-lifetime 20s
+  agent a2 --app testapp --mode never
+  ( $UAC many "127.0.0.1:$HS_PORT" MESSAGE "$RURI" 3 6 > "$TEST_TMP/kill2.json" ) &
+  UPID=$!; PARLEY_PIDS+=("$UPID")
+  for ((i = 0; i < 100; i++)); do [ "$(grep -c '^request' "$EV")" -ge 3 ] && break; sleep 0.05; done
+  kill -9 "$AGENT_PID"
+  wait "$UPID"
+  res=$(cat "$TEST_TMP/kill2.json")
+  echo "$res" | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d.get("503",0)==3 else 1)' \
+    || fail "expected 503 for the critical application's requests: $res"
+  pass "agent killed mid-transaction: passed on (5x 200) / critical: 503 (3x), none lost"
+  ;;
+garbage)
+  # garbage, a wrong secret and an oversize frame header are refused; the server survives
+  manifest disp false testapp
+  hs_agents --agent-secret s3cret
+  python3 - "$SOCK" <<'PY' || fail "garbage client"
+import socket, sys, struct
+for payload in [b"GET / HTTP/1.1\r\n\r\n", b"PA\x01\x0a" + struct.pack(">I", 0x7fffffff),
+                b"PA\x01\x01" + struct.pack(">I", 0)]:
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(payload); s.settimeout(2)
+    try:
+        while s.recv(4096): pass
+    except socket.timeout:
+        sys.exit("server kept a garbage connection open")
+    s.close()
+PY
+  bg bad "$AGENT_BIN" --socket "$SOCK" --app testapp --mode respond --secret wrong
+  sleep 0.5
+  grep -q "bad secret" "$TEST_TMP/homeserver.log" || fail "a wrong secret was not refused"
+  kill "$LAST_PID"
+  bg a1 "$AGENT_BIN" --socket "$SOCK" --events "$EV" --app testapp --mode respond --secret s3cret
+  for ((i = 0; i < 100; i++)); do grep -q "^registered" "$EV" 2>/dev/null && break; sleep 0.05; done
+  out=$($UAC one "127.0.0.1:$HS_PORT" MESSAGE "$RURI" 5)
+  echo "$out" | grep -q "^final 200" || fail "after garbage the server does not serve agents: $out"
+  [ "$(metric parley_agent_protocol_errors_total)" -ge 2 ] || fail "protocol errors not counted"
+  pass "garbage, oversize and bad secret refused; the server still serves agents"
+  ;;
+examples)
+  : "${EX_DIR:?EX_DIR}"
+  # msglog
+  manifest disp false msglog
+  sipp_bg uas -sf "$SCEN/uas_msg.xml" -i 127.0.0.1 -p "$UAS_PORT" -m 1
+  HS_PORT=$(free_port); relay_setup
+  hs_agents "${RELAY_ARGS[@]}"
+  bg msglog "$EX_DIR/parley-agent-msglog" --socket "$SOCK" --file "$TEST_TMP/im.log"
+  for ((i = 0; i < 100; i++)); do [ "$(metric parley_agents_connected)" = 1 ] && break; sleep 0.05; done
+  out=$($UAC one "127.0.0.1:$RELAY_PORT" MESSAGE "$RURI" 5)
+  echo "$out" | grep -q "^final 200" || fail "msglog: MESSAGE not passed on: $out"
+  grep -q "hello 0" "$TEST_TMP/im.log" || fail "msglog: nothing logged"
+  kill "$LAST_PID"; hs_stop
+  # ftscan (488 for a blocked file name) and voicemail (302 after hours)
+  printf 'name:evil.exe\nsha-1:AA:BB\n' > "$TEST_TMP/block.txt"
+  cat > "$TEST_TMP/both.am" <<EOT
+name: both
+request-filter: INVITE
+---
+if (GetHeader("Subject") == "ft") { Dispatch("ftscan"); } else { Dispatch("voicemail"); }
+EOT
+  echo "$TEST_TMP/both.am" > "$TEST_TMP/chain.conf"
+  HS_PORT=; HS_ADMIN_PORT=; hs_agents
+  bg ftscan "$EX_DIR/parley-agent-ftscan" --socket "$SOCK" --blocklist "$TEST_TMP/block.txt"
+  sqlite3 "$TEST_TMP/hours.db" "CREATE TABLE hours (dow INTEGER, open_min INTEGER, close_min INTEGER);"
+  bg vm "$EX_DIR/parley-agent-voicemail" --socket "$SOCK" --db "$TEST_TMP/hours.db" --voicemail sip:vm@example.com
+  for ((i = 0; i < 100; i++)); do [ "$(metric parley_agents_connected)" = 2 ] && break; sleep 0.05; done
+  out=$(python3 "$HERE/ft_invite.py" "127.0.0.1:$HS_PORT" "$RURI" evil.exe)
+  echo "$out" | grep -q "^final 488" || fail "ftscan: blocked file not refused: $out"
+  out=$($UAC one "127.0.0.1:$HS_PORT" INVITE "$RURI" 5)
+  echo "$out" | grep -q "^final 302" || fail "voicemail: expected 302 after hours: $out"
+  echo "$out" | grep -q "sip:vm@example.com" || fail "voicemail: no Contact: $out"
+  pass "examples: msglog logs and passes, ftscan 488 on a blocked file, voicemail 302 after hours"
+  ;;
+archive)
+  # every MESSAGE of a sipp run is in the archive (N messages; 2,000 in CI)
+  N=${ARCHIVE_N:-2000}
+  echo "" > "$TEST_TMP/chain.conf"
+  sipp_bg uas -sf "$SCEN/uas_msg.xml" -i 127.0.0.1 -p "$UAS_PORT" -m "$N"
+  HS_PORT=$(free_port); relay_setup
+  hs_start --app-chain none --archive "${RELAY_ARGS[@]}"
+  sipp_run uac 120 "127.0.0.1:$RELAY_PORT" -sf "$SCEN/uac_msg.xml" -key uas_port "$UAS_PORT" \
+    -i 127.0.0.1 -p "$(free_port)" -m "$N" -r 500 -l 200 || fail "sipp: $(sipp_summary uac)"
+  for ((i = 0; i < 100; i++)); do [ "$(metric parley_archive_written_total)" = "$N" ] && break; sleep 0.05; done
+  hs_stop
+  rows=$(sqlite3 "$HS_DATA/archive.db" "SELECT count(*), count(DISTINCT call_id) FROM messages")
+  [ "$rows" = "$N|$N" ] || fail "archive rows (count|distinct) = $rows, expected $N|$N"
+  pass "archive: $N MESSAGEs, $N rows"
+  ;;
+*)
+  fail "unknown case $CASE"
+  ;;
+esac
+exit 0
