@@ -47,6 +47,8 @@ struct us_lists {
 
 /* ------------------------------------------------------------------ helpers */
 
+static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 static void
 set_err(char *err, size_t errlen, const char *fmt, ...)
 {

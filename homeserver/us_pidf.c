@@ -64,6 +64,8 @@ text_of(const xmlNode *n, char *out, size_t outlen)
     xmlFree(t);
 }
 
+static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 static void
 set_err(char *err, size_t errlen, const char *fmt, ...)
 {

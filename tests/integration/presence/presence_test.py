@@ -75,6 +75,11 @@ class Server:
         if self.log:
             self.log.close()
             self.log = None
+        with open(os.path.join(self.tmp, "homeserver.log"), errors="replace") as f:
+            text = f.read()
+        # sanitizer builds: a report from the server fails the test
+        if "Sanitizer" in text or "runtime error:" in text:
+            raise AssertionError("sanitizer report in homeserver.log")
 
 
 def basics(n):
