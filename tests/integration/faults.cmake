@@ -7,7 +7,7 @@ if(TARGET parley-homeserver)
       COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/faults/run.sh ${case})
     set_tests_properties(faults_${case} PROPERTIES
       LABELS "integration;faults"
-      TIMEOUT 90
+      TIMEOUT 180
       ENVIRONMENT "HS_BIN=$<TARGET_FILE:parley-homeserver>")
   endforeach()
   foreach(case flood_ban etcd_restart)
@@ -15,7 +15,7 @@ if(TARGET parley-homeserver)
       COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/faults/run.sh ${case})
     set_tests_properties(faults_${case} PROPERTIES
       LABELS "integration;faults;needs-etcd"
-      TIMEOUT 90
+      TIMEOUT 180
       ENVIRONMENT "HS_BIN=$<TARGET_FILE:parley-homeserver>;CTL_BIN=$<TARGET_FILE:parleyctl>")
   endforeach()
   find_program(PARLEY_VALGRIND valgrind)
@@ -24,7 +24,7 @@ if(TARGET parley-homeserver)
       COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/faults/run.sh valgrind)
     set_tests_properties(faults_valgrind PROPERTIES
       LABELS "integration;valgrind"
-      TIMEOUT 90
+      TIMEOUT 180
       ENVIRONMENT "HS_BIN=$<TARGET_FILE:parley-homeserver>")
   endif()
 endif()

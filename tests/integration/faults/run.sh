@@ -3,7 +3,8 @@
 # usage: run.sh CASE   (HS_BIN = parley-homeserver; CTL_BIN = parleyctl for the etcd cases)
 # Cases:
 #   kill9        100 calls held up (sipp pause) and a MESSAGE flood, kill -9, restart on the
-#                same data dir: every registration is back (API, gauge, sqlite rows), routable
+#                same data dir: every registration is back (API, gauge, sqlite rows), routable,
+#                and so are the stored subscriptions and contact lists (kv rows)
 #   silent_tcp   the next hop accepts TCP and never answers: MESSAGE -> 408 after Timer F,
 #                INVITE -> 408 after Timer B (--timer-t1 50ms: 64*T1 = 3.2 s)
 #   idle_conns   a peer opens 2,000 idle TCP connections: other users are still served over
@@ -66,8 +67,14 @@ kill9)
   hs_start
   register_users callee 100 "$UAS_PORT"
   register_users rcpt 200 "$UAS2_PORT"
+  # stored presence state: 10 subscriptions to callee0 and one contact list (kv rows)
+  bg presence python3 "$HERE/presence_state.py" "$HS_PORT" callee0 10 60
+  wait_for 20 grep -qs '^ready' "$TEST_TMP/presence.log" || fail "presence state: $(tail -3 "$TEST_TMP/presence.log")"
+  kv() { sqlite3 -readonly "$HS_DATA/parley.db" "SELECT ns || ':' || count(*) FROM kv WHERE ns IN ('sub', 'lists') GROUP BY ns ORDER BY ns" | tr '\n' ' '; }
+  kv_before=$(kv)
+  [ "$kv_before" = "lists:1 sub:10 " ] || fail "stored subscriptions/lists before the kill: '$kv_before'"
   before=$(metric parley_registrar_bindings)
-  [ "$before" = 300 ] || fail "bindings before the kill: $before, want 300"
+  [ "$before" = 310 ] || fail "bindings before the kill: $before, want 310"
   # 100 concurrent calls, each held 30 s after the ACK (longer than the test: they are up at the kill)
   sipp_bg uas -sf "$HSCEN/uas_call.xml" -i 127.0.0.1 -p "$UAS_PORT" -m 100
   sipp_bg uac -sf "$SCEN/uac_call_hold.xml" -inf "$TEST_TMP/callee.csv" -key domain example.com \
@@ -81,16 +88,17 @@ kill9)
   hs_kill9
   hs_start
   after=$(metric parley_registrar_bindings)
-  [ "$after" = 300 ] || fail "after kill -9: $after bindings, want 300"
+  [ "$after" = 310 ] || fail "after kill -9: $after bindings, want 310"
+  [ "$(kv)" = "$kv_before" ] || fail "subscriptions/lists after kill -9: '$(kv)', before '$kv_before'"
   for u in callee0 callee57 callee99 rcpt0 rcpt123 rcpt199; do
     [ "$(binding_count "$u@example.com")" = 1 ] || fail "$u lost: $(registrations "$u@example.com")"
   done
   rows=$(sqlite3 -readonly "$HS_DATA/parley.db" "SELECT count(*) FROM reg_binding" 2>/dev/null || echo ?)
-  [ "$rows" = 300 ] || fail "reg_binding holds $rows rows, want 300"
+  [ "$rows" = 310 ] || fail "reg_binding holds $rows rows, want 310"
   # the restarted server routes to them
   make_users "$TEST_TMP/five.csv" rcpt 5
   send_messages after "$TEST_TMP/five.csv" 5 50 || fail "routing after restart: $(sipp_summary after)"
-  pass "kill -9 during 100 held calls and a MESSAGE flood: 300 registrations back, routable"
+  pass "kill -9 during 100 held calls and a MESSAGE flood: 310 registrations, 10 subscriptions and a contact list back, routable"
   ;;
 silent_tcp)
   hs_start --timer-t1 50ms
