@@ -26,6 +26,7 @@
 #include "hs_archive.h"
 #include "agent/agent_server.h"
 #include "proxy/px.h"
+#include "proxy/px_trust.h"
 #include "store/store.h"
 #include "us_auth.h"
 #include "us_flood.h"
@@ -72,7 +73,7 @@ struct hs_settings {
 #define ROW(n, t, d, lo, hi, rl, req, h, f) {n, t, d, lo, hi, rl, req, h, offsetof(struct hs_settings, f)}
 static const struct cfg_opt hs_rows[] = {
     ROW("listen", CFG_LIST, "udp:127.0.0.1:5060,tcp:127.0.0.1:5060", 0, 0, false, true,
-        "SIP listener, proto:host:port (udp, tcp); repeatable", listen),
+        "SIP listener, proto:host:port (udp, tcp, tls with --tls-cert); repeatable", listen),
     ROW("domain", CFG_STR, NULL, 0, 0, false, true, "the SIP domain this server serves, e.g. example.com",
         domain),
     ROW("data-dir", CFG_STR, NULL, 0, 0, false, true, "directory of the sqlite store (created if absent)",
@@ -144,6 +145,8 @@ struct hs {
     struct us_flood *flood;      /* flood protection (us_flood.h) */
     struct us_services *svc;     /* presence, subscriptions, lists (us_services.h) */
     struct event *sig_term, *sig_int, *sig_hup;
+    struct px_trust_settings trust_set;
+    struct px_trust *trust;      /* connection classes, TLS, throttling (px_trust.h) */
     bool stopping;
 };
 
@@ -219,8 +222,9 @@ hs_handle(struct px_req *req, void *arg)
         return PX_ANSWERED;   /* challenged or refused (us_auth.h) */
     if (!hs_archive_request(hs->archive, req))
         return PX_ANSWERED;   /* archive queue full with --archive-critical: 503 (hs_archive.h) */
-    /* Strict-routed requests (a Route remains) go to the protocol stack (design §2). */
-    if (px_req_has_route(req))
+    /* Strict-routed requests (a Route remains, or a phone number) go to the protocol stack
+     * (design §2): static routes decide where a number goes. */
+    if (px_req_has_route(req) || sip_uri_is_phone(ru))
         return hs_apps_run(hs->apps, req, &v) ? v : PX_ROUTE;   /* strict-route apps only */
     ours = ru && ru->host &&
            (px_is_our_domain(hs->px, ru->host) || px_is_us(hs->px, ru->host, sip_uri_port(ru, 5060)));
@@ -421,6 +425,11 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
     }
     if (hs->stopping) {
         event_base_loopexit(hs->base, NULL);
+        if (hs->trust) {
+            char terr[256];
+            if (px_trust_reload_tls(hs->trust, terr, sizeof terr) != 0)
+                log_err("TLS certificates not reloaded (old ones kept): %s", terr);
+        }
         return;
     }
     /* SIGTERM/SIGINT: refuse new work, let transactions in flight finish (bounded). */
@@ -554,6 +563,7 @@ main(int argc, char **argv)
     hs.archive = hs_archive_new(hs.cfg);
     hs.flood = us_flood_new(hs.cfg);
     cfg_add_check(hs.cfg, apply_settings, &hs);
+    px_trust_cfg_register(hs.cfg, &hs.trust_set);
     rc = cfg_load(hs.cfg, argc, argv, &cerr);
     if (rc == CFG_EXIT) {
         cfg_free(hs.cfg);
@@ -613,6 +623,11 @@ main(int argc, char **argv)
         status = 2;   /* a manifest or script error: refuse to start */
         goto out;
     }
+    hs.trust = px_trust_new(hs.px, &hs.trust_set, err, sizeof err);
+    if (hs.trust == NULL) {
+        log_err("trust: %s", err);
+        goto out;
+    }
     if (hs.agents == NULL || agent_server_start(hs.agents, hs.base, hs.px, err, sizeof err) != 0 ||
         hs.archive == NULL || hs_archive_start(hs.archive, hs.px, hs.set.data_dir, err, sizeof err) != 0) {
         log_err("%s", hs.agents && hs.archive ? err : "out of memory");
@@ -635,10 +650,15 @@ main(int argc, char **argv)
     agent_server_metrics(hs.agents, hs.metrics);
     hs_archive_metrics(hs.archive, hs.metrics);
     if (hs.flood == NULL || us_flood_add_metrics(hs.flood, hs.metrics) != 0)
+    if (px_trust_listen(hs.trust, err, sizeof err) != 0) {
+        log_err("%s", err);
+        goto out;
+    }
         goto out;
     if (hs.set.admin && hs.set.admin[0]) {
         hs.admin = admin_http_start(hs.base, hs.set.admin, hs.set.admin_token, hs.metrics, hs.cfg);
         if (hs.admin == NULL)
+    px_trust_register_admin(hs.trust, NULL, hs.metrics);
             goto out;
         admin_http_add_health(hs.admin, "store", health_store, &hs);
         admin_http_add_health(hs.admin, "listeners", health_listeners, &hs);
@@ -648,10 +668,12 @@ main(int argc, char **argv)
     if (start_directory(&hs) != 0)
         goto out;
     hs.sig_term = evsignal_new(hs.base, SIGTERM, signal_cb, &hs);
+        px_trust_register_admin(hs.trust, hs.admin, NULL);
     hs.sig_int = evsignal_new(hs.base, SIGINT, signal_cb, &hs);
     hs.sig_hup = evsignal_new(hs.base, SIGHUP, signal_cb, &hs);
     event_add(hs.sig_term, NULL);
     event_add(hs.sig_int, NULL);
+    px_trust_set_dir(hs.trust, hs.dir ? hs_dir_dir(hs.dir) : NULL);
     event_add(hs.sig_hup, NULL);
     log_info("parley-homeserver %s serving domain %s", PARLEY_VERSION, hs.set.domain);
     event_base_dispatch(hs.base);
@@ -661,6 +683,7 @@ main(int argc, char **argv)
     log_info("stopped");
 out:
     if (hs.sig_term)
+    px_trust_set_dir(hs.trust, NULL);
         event_free(hs.sig_term);
     if (hs.sig_int)
         event_free(hs.sig_int);
@@ -677,6 +700,7 @@ out:
     us_registrar_free(hs.reg);
     store_close(hs.st);
     us_loc_free(hs.loc);
+    px_trust_free(hs.trust);
     hs_apps_free(hs.apps);
     metrics_free(hs.metrics);
     if (hs.base)

@@ -1,5 +1,6 @@
 # Starting and stopping parley-homeserver for tests (sourced after common.sh).
-# Needs HS_BIN. Sets HS_PORT (SIP, udp+tcp), HS_ADMIN (http://127.0.0.1:port), HS_PID, HS_DATA.
+# Needs HS_BIN. HS_MAX_CLIENT_TX (default 10000: sipp multiplexes many users on one socket)
+# is the per-client transaction limit (design §2 default 10). Sets HS_PORT (SIP, udp+tcp), HS_ADMIN (http://127.0.0.1:port), HS_PID, HS_DATA.
 
 hs_start() {  # hs_start [extra args...]
   HS_PORT=${HS_PORT:-$(free_port)}
@@ -7,7 +8,8 @@ hs_start() {  # hs_start [extra args...]
   HS_DATA=${HS_DATA:-$TEST_TMP/hs-data}
   HS_ADMIN=http://127.0.0.1:$HS_ADMIN_PORT
   bg homeserver "$HS_BIN" --listen "udp:127.0.0.1:$HS_PORT" --listen "tcp:127.0.0.1:$HS_PORT" \
-    --domain example.com --data-dir "$HS_DATA" --admin "127.0.0.1:$HS_ADMIN_PORT" "$@"
+    --domain example.com --data-dir "$HS_DATA" --admin "127.0.0.1:$HS_ADMIN_PORT" \
+    --max-client-transactions "${HS_MAX_CLIENT_TX:-10000}" "$@"
   HS_PID=$LAST_PID
   wait_http "$HS_ADMIN/healthz" 10 || { cat "$TEST_TMP/homeserver.log" >&2; fail "homeserver did not become healthy"; }
 }

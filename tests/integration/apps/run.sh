@@ -126,13 +126,15 @@ strict)
   # logger (strict-route: true) sees a request with a Route; routing does not (the Route is followed
   # to the UAS, not to the registered contact, which is dead)
   chain "$TEST_TMP/chain.conf" "$APPS/examples/logger.am" "$APPS/routing.am"
-  hs_start --app-chain "$TEST_TMP/chain.conf"
+  # a client's Route is stripped (design §2, no open relay): send it as a trusted peer would
+  TRUST_PORT=$(free_port)
+  hs_start --app-chain "$TEST_TMP/chain.conf" --trusted-listener "udp:127.0.0.1:$TRUST_PORT=127.0.0.1"
   dead=$(free_port)
   register gina "$dead"
   sipp_bg uas -sf "$HS_SCEN/uas_message.xml" -i 127.0.0.1 -p "$UAS_PORT" -m 1
   u=$LAST_PID
   sleep 0.2
-  msg routed gina "Hello gina0, message 1" 200 "Route: <sip:127.0.0.1:$UAS_PORT;lr>" \
+  HS_PORT=$TRUST_PORT msg routed gina "Hello gina0, message 1" 200 "Route: <sip:127.0.0.1:$UAS_PORT;lr>" \
     || fail "the strict-routed MESSAGE did not follow its Route"
   wait "$u" || fail "the UAS behind the Route did not get the MESSAGE"
   grep -q "logger: request MESSAGE sip:gina0@example.com from sip:sender@example.com" "$TEST_TMP/homeserver.log" \
