@@ -92,7 +92,7 @@ unbracket(const char *host, char *out, size_t outlen)
 static bool
 is_ip_literal(const char *text)
 {
-    char h[80];
+    char h[256];
     unsigned char buf[16];
 
     unbracket(text, h, sizeof h);
