@@ -44,6 +44,8 @@ struct pagent {
     char err[256];
 };
 
+static void set_err(struct pagent *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void
 set_err(struct pagent *a, const char *fmt, ...)
 {

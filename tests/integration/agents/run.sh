@@ -53,7 +53,7 @@ RURI="sip:uas@127.0.0.1:$UAS_PORT"
 # listener trusted for 127.0.0.1. RELAY_PORT is where such requests are sent.
 RELAY_ARGS=()
 relay_setup() {
-  if "$HS_BIN" --help 2>&1 | grep -q -- "--trusted-listener"; then
+  if grep -q -- "--trusted-listener" <<<"$("$HS_BIN" --help 2>&1)"; then
     RELAY_PORT=$(free_port)
     RELAY_ARGS=(--trusted-listener "udp:127.0.0.1:$RELAY_PORT=127.0.0.1")
   else
