@@ -1,0 +1,741 @@
+#define LOG_MODULE "edge"
+#include "edge_policy.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "proxy/px_trust.h"
+#include "util/log.h"
+
+struct edge_fe {
+    struct edge_policy *ep;
+    char *uri;                      /* as configured */
+    char *route;                    /* "<uri;lr>" */
+    char host[256];
+    uint16_t port;
+    enum tp_proto proto;
+    bool up;
+    uint64_t down_until_ms;         /* monotonic; 0 = not held down */
+    struct px_uac *probe;           /* OPTIONS in flight, or NULL */
+    struct evdns_getaddrinfo_request *dnsreq;   /* name lookup in flight, or NULL */
+    bool resolving;
+    unsigned probe_seq;
+};
+
+struct edge_self {
+    char host[256];
+    uint16_t port;
+    const char *transport;          /* "tls", "tcp", "udp" */
+};
+
+struct edge_policy {
+    struct px *px;
+    struct event_base *base;
+    unsigned char key[32];
+    struct edge_fe *fe;
+    size_t nfe;
+    struct edge_self out, in;       /* our outside and inside addresses */
+    bool same;                      /* out == in: one Record-Route entry */
+    unsigned probe_ms, hold_ms;
+    struct event *probe_timer;
+    struct edge_policy_stats stats;
+};
+
+static uint64_t
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static enum tp_proto
+uri_proto(const osip_uri_t *u)
+{
+    const char *t = sip_uri_param(u, "transport");
+
+    if ((u->scheme && strcasecmp(u->scheme, "sips") == 0) || (t && strcasecmp(t, "tls") == 0))
+        return TP_TLS;
+    if (t && strcasecmp(t, "tcp") == 0)
+        return TP_TCP;
+    return TP_UDP;
+}
+
+static const char *
+proto_param(enum tp_proto p)
+{
+    return p == TP_TLS ? "tls" : p == TP_TCP ? "tcp" : "udp";
+}
+
+/* host, port and proto of a SIP URI text. 0 or -1. */
+static int
+parse_hostport(const char *text, char *host, size_t hostlen, uint16_t *port, enum tp_proto *proto)
+{
+    osip_uri_t *u = NULL;
+    int rc = -1;
+
+    if (text == NULL || osip_uri_init(&u) != 0)
+        return -1;
+    if (osip_uri_parse(u, text) == 0 && u->host && u->host[0]) {
+        *proto = uri_proto(u);
+        *port = sip_uri_port(u, *proto == TP_TLS ? 5061 : 5060);
+        snprintf(host, hostlen, "%s", u->host);
+        rc = 0;
+    }
+    osip_uri_free(u);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ flow tokens */
+
+static void
+flow_mac(const unsigned char key[32], const char *text, size_t len, char out[17])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+
+    HMAC(EVP_sha256(), key, 32, (const unsigned char *)text, len, md, &mdlen);
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+int
+edge_flow_token(const unsigned char key[32], const struct edge_flow *f, char *out, size_t outlen)
+{
+    char body[200], mac[17], hex[2 * sizeof f->addr.ss + 1];
+    const unsigned char *a = (const unsigned char *)&f->addr.ss;
+    int n;
+
+    if (f->addr.len > sizeof f->addr.ss)
+        return -1;
+    for (socklen_t i = 0; i < f->addr.len; i++)
+        snprintf(hex + 2 * i, 3, "%02x", a[i]);
+    hex[2 * f->addr.len] = '\0';
+    n = snprintf(body, sizeof body, "%c%" PRIx64 ".%s", proto_param(f->proto)[1], f->conn_id, hex);
+    if (n < 0 || (size_t)n >= sizeof body)
+        return -1;
+    flow_mac(key, body, (size_t)n, mac);
+    n = snprintf(out, outlen, "%s.%s", body, mac);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+int
+edge_flow_parse(const unsigned char key[32], const char *token, struct edge_flow *out)
+{
+    const char *dot1, *dot2;
+    char mac[17], *end;
+    size_t hexlen;
+
+    memset(out, 0, sizeof *out);
+    if (token == NULL || (dot1 = strchr(token, '.')) == NULL || (dot2 = strchr(dot1 + 1, '.')) == NULL)
+        return -1;
+    if (strlen(dot2 + 1) != 16 || dot2 - token > 190)
+        return -1;
+    flow_mac(key, token, (size_t)(dot2 - token), mac);
+    if (CRYPTO_memcmp(mac, dot2 + 1, 16) != 0)
+        return -1;
+    switch (token[0]) {
+    case 'l': out->proto = TP_TLS; break;   /* "tls"[1] */
+    case 'c': out->proto = TP_TCP; break;   /* "tcp"[1] */
+    case 'd': out->proto = TP_UDP; break;   /* "udp"[1] */
+    default: return -1;
+    }
+    out->conn_id = strtoull(token + 1, &end, 16);
+    if (end != dot1)
+        return -1;
+    hexlen = (size_t)(dot2 - dot1 - 1);
+    if (hexlen % 2 != 0 || hexlen / 2 > sizeof out->addr.ss)
+        return -1;
+    for (size_t i = 0; i < hexlen / 2; i++) {
+        unsigned v;
+        if (sscanf(dot1 + 1 + 2 * i, "%2x", &v) != 1)
+            return -1;
+        ((unsigned char *)&out->addr.ss)[i] = (unsigned char)v;
+    }
+    out->addr.len = (socklen_t)(hexlen / 2);
+    return 0;
+}
+
+int
+edge_raw_first_route_user(const char *buf, size_t len, char *out, size_t outlen)
+{
+    const char *p = buf, *end = buf + len, *eol, *v, *at, *u;
+
+    /* header lines start after a CRLF; the first line is the start line */
+    while (p < end) {
+        eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL)
+            return -1;
+        p = eol + 1;
+        if (p < end && (*p == '\r' || *p == '\n'))
+            return -1;   /* end of headers */
+        if ((size_t)(end - p) < 6 || strncasecmp(p, "route", 5) != 0)
+            continue;
+        v = p + 5;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        if (v >= end || *v != ':')
+            continue;
+        eol = memchr(v, '\n', (size_t)(end - v));
+        if (eol == NULL)
+            eol = end;
+        u = memchr(v, '<', (size_t)(eol - v));
+        u = u ? u + 1 : v + 1;
+        while (u < eol && (*u == ' ' || *u == '\t'))
+            u++;
+        if ((size_t)(eol - u) > 4 && strncasecmp(u, "sip:", 4) == 0)
+            u += 4;
+        else if ((size_t)(eol - u) > 5 && strncasecmp(u, "sips:", 5) == 0)
+            u += 5;
+        else
+            return -1;
+        for (at = u; at < eol && *at != '@' && *at != '>' && *at != ';' && *at != ','; at++)
+            ;
+        if (at >= eol || *at != '@' || at == u || (size_t)(at - u) >= outlen)
+            return -1;
+        memcpy(out, u, (size_t)(at - u));
+        out[at - u] = '\0';
+        return 0;
+    }
+    return -1;
+}
+
+int
+edge_raw_routes(const char *buf, size_t len, edge_route_fn *fn, void *arg)
+{
+    const char *p = buf, *end = buf + len, *eol, *v;
+    char uri[512];
+    int n = 0;
+
+    while (p < end && n < 32) {
+        eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL)
+            break;
+        p = eol + 1;
+        if (p < end && (*p == '\r' || *p == '\n'))
+            break;   /* end of headers */
+        if ((size_t)(end - p) < 6 || strncasecmp(p, "route", 5) != 0)
+            continue;
+        v = p + 5;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        if (v >= end || *v != ':')
+            continue;
+        eol = memchr(v, '\n', (size_t)(end - v));
+        if (eol == NULL)
+            eol = end;
+        /* each <uri> of the line (Route is name-addr only: RFC 3261 §25.1) */
+        for (const char *lt = v; n < 32 && (lt = memchr(lt, '<', (size_t)(eol - lt))) != NULL;) {
+            const char *gt = memchr(lt, '>', (size_t)(eol - lt));
+            if (gt == NULL || (size_t)(gt - lt - 1) >= sizeof uri)
+                break;
+            memcpy(uri, lt + 1, (size_t)(gt - lt - 1));
+            uri[gt - lt - 1] = '\0';
+            fn(uri, arg);
+            n++;
+            lt = gt + 1;
+        }
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------ front-ends */
+
+static struct edge_fe *
+pick_frontend(struct edge_policy *ep)
+{
+    for (size_t i = 0; i < ep->nfe; i++)
+        if (ep->fe[i].up)
+            return &ep->fe[i];
+    return ep->nfe ? &ep->fe[0] : NULL;   /* all down: try the first (a probe may be late) */
+}
+
+static void
+mark(struct edge_fe *f, bool up, const char *why)
+{
+    if (f->up && !up) {
+        f->ep->stats.failovers++;
+        f->down_until_ms = now_ms() + f->ep->hold_ms;
+        log_warn("front-end %s is down (%s)", f->uri, why);
+    } else if (!f->up && up) {
+        log_info("front-end %s is up", f->uri);
+    }
+    f->up = up;
+}
+
+static void
+probe_cb(int code, struct sip_msg *resp, void *arg)
+{
+    struct edge_fe *f = arg;
+
+    f->probe = NULL;
+    /* Any answer from the front-end itself means it is alive (a made-up 408/503 is not). */
+    mark(f, resp != NULL, resp ? "" : code == 408 ? "probe timed out" : "probe not delivered");
+}
+
+static void
+send_probe(struct edge_fe *f, const struct tp_addr *addr)
+{
+    struct edge_policy *ep = f->ep;
+    struct tp_dest dest;
+    char host[256], branch[64], buf[1024];
+    uint16_t port;
+    int n;
+
+    if (px_local_hostport(ep->px, f->proto, host, sizeof host, &port) != 0)
+        return;
+    sip_make_branch(branch, sizeof branch);
+    n = snprintf(buf, sizeof buf,
+                 "OPTIONS sip:%s:%u;transport=%s SIP/2.0\r\n"
+                 "Via: SIP/2.0/%s %s:%u;branch=%s;rport\r\n"
+                 "Max-Forwards: 1\r\n"
+                 "From: <sip:edge@%s>;tag=probe%u\r\n"
+                 "To: <sip:%s:%u>\r\n"
+                 "Call-ID: %s-probe-%u@%s\r\n"
+                 "CSeq: %u OPTIONS\r\n"
+                 "Content-Length: 0\r\n\r\n",
+                 f->host, f->port, proto_param(f->proto), tp_proto_name(f->proto), host, port, branch, host,
+                 f->probe_seq, f->host, f->port, branch, f->probe_seq, host, f->probe_seq + 1);
+    f->probe_seq++;
+    if (n < 0 || (size_t)n >= sizeof buf)
+        return;
+    memset(&dest, 0, sizeof dest);
+    dest.proto = f->proto;
+    dest.addr = *addr;
+    dest.tls_name = tp_addr_from_ip(&(struct tp_addr){0}, f->host, f->port) == 0 ? NULL : f->host;
+    {
+        char *bytes = strdup(buf);
+        if (bytes == NULL)
+            return;
+        f->probe = px_send_request(ep->px, bytes, (size_t)n, branch, SIP_OPTIONS, &dest, probe_cb, f);
+    }
+}
+
+static void
+probe_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
+{
+    struct edge_fe *f = arg;
+    struct tp_addr a;
+
+    if (result == EVUTIL_EAI_CANCEL) {   /* edge_policy_free: <f> is going away */
+        if (res)
+            evutil_freeaddrinfo(res);
+        return;
+    }
+    f->resolving = false;
+    f->dnsreq = NULL;
+    if (result != 0 || res == NULL) {
+        mark(f, false, "name does not resolve");
+    } else {
+        memset(&a, 0, sizeof a);
+        memcpy(&a.ss, res->ai_addr, res->ai_addrlen);
+        a.len = (socklen_t)res->ai_addrlen;
+        if (a.ss.ss_family == AF_INET)
+            ((struct sockaddr_in *)&a.ss)->sin_port = htons(f->port);
+        else
+            ((struct sockaddr_in6 *)&a.ss)->sin6_port = htons(f->port);
+        send_probe(f, &a);
+    }
+    if (res)
+        evutil_freeaddrinfo(res);
+}
+
+static void
+probe_all(evutil_socket_t fd, short what, void *arg)
+{
+    struct edge_policy *ep = arg;
+    uint64_t now = now_ms();
+
+    for (size_t i = 0; i < ep->nfe; i++) {
+        struct edge_fe *f = &ep->fe[i];
+        struct tp_addr a;
+        if (f->probe || f->resolving || (!f->up && now < f->down_until_ms && f->down_until_ms != 0))
+            continue;
+        if (tp_addr_from_ip(&a, f->host, f->port) == 0) {
+            send_probe(f, &a);
+        } else {
+            struct evutil_addrinfo hints;
+            memset(&hints, 0, sizeof hints);
+            hints.ai_family = AF_UNSPEC;
+            hints.ai_socktype = SOCK_STREAM;
+            f->resolving = true;
+            struct evdns_getaddrinfo_request *rq =
+                evdns_getaddrinfo(px_dns(ep->px), f->host, NULL, &hints, probe_dns_cb, f);
+            if (f->resolving)
+                f->dnsreq = rq;   /* else answered at once (cached or failed): the callback ran */
+        }
+    }
+}
+
+/* Response hook of requests sent to a front-end: a transport failure marks it down. */
+struct fwd_ctx {
+    struct edge_fe *fe;
+};
+
+static int
+fwd_response(struct px_req *req, struct sip_msg *resp, void *arg)
+{
+    struct fwd_ctx *c = arg;
+    const char *reason = resp->osip ? osip_message_get_reason_phrase(resp->osip) : NULL;
+
+    if (resp->status == 504 && reason && strcmp(reason, "Next Hop Unreachable") == 0)
+        mark(c->fe, false, "request not delivered");
+    return 0;
+}
+
+/* ------------------------------------------------------------------ the stage */
+
+static bool
+is_dialog_creating(const struct sip_msg *msg)
+{
+    return (msg->method == SIP_INVITE || msg->method == SIP_SUBSCRIBE || msg->method == SIP_REFER) &&
+           sip_msg_to_tag(msg) == NULL;
+}
+
+static int
+self_uri(const struct edge_self *s, const char *token, const char *extra, char *out, size_t outlen)
+{
+    bool v6 = strchr(s->host, ':') != NULL;
+    int n = snprintf(out, outlen, "sip:%s%s%s%s%s:%u;transport=%s;lr%s", token ? token : "", token ? "@" : "",
+                     v6 ? "[" : "", s->host, v6 ? "]" : "", s->port, s->transport, extra);
+
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* Record-Route (RFC 3261 §16.6 step 4; RFC 5658 double entry): <first> is pushed first,
+ * <top> on top of it. */
+static int
+record_route(struct edge_policy *ep, struct sip_msg *msg, const char *token, const struct edge_self *first,
+             const struct edge_self *top)
+{
+    char uri[512];
+
+    if (self_uri(first, token, "", uri, sizeof uri) != 0 || sip_msg_push_record_route(msg, uri) != 0)
+        return -1;
+    if (ep->same)
+        return 0;
+    if (self_uri(top, token, "", uri, sizeof uri) != 0 || sip_msg_push_record_route(msg, uri) != 0)
+        return -1;
+    return 0;
+}
+
+struct route_keep {
+    struct edge_policy *ep;
+    char *uris[32];
+    int n;
+};
+
+/* Keeps the Route URIs that are not ours (the route set after the edge's own entries). */
+static void
+keep_route(const char *uri, void *arg)
+{
+    struct route_keep *k = arg;
+    osip_uri_t *u = NULL;
+    bool ours = false;
+
+    if (osip_uri_init(&u) != 0)
+        return;
+    if (osip_uri_parse(u, uri) == 0 && u->host)
+        ours = px_is_us(k->ep->px, u->host, sip_uri_port(u, uri_proto(u) == TP_TLS ? 5061 : 5060));
+    osip_uri_free(u);
+    if (!ours && k->n < 32 && (k->uris[k->n] = strdup(uri)) != NULL)
+        k->n++;
+}
+
+/*
+ * px_trust stripped the route set of the outside user's in-dialog request; the part after
+ * our own entries (front-end, home server: what the dialog's Record-Route set up) is put
+ * back, so the request follows the dialog's path inside. Those hops are checked by the
+ * front-end (they must be pool servers).
+ */
+static int
+restore_routes(struct edge_policy *ep, struct px_req *req)
+{
+    const struct tp_rx *rx = px_req_rx(req);
+    struct route_keep k;
+    int rc = 0;
+
+    memset(&k, 0, sizeof k);
+    k.ep = ep;
+    if (rx == NULL)
+        return 0;
+    edge_raw_routes(rx->buf, rx->len, keep_route, &k);
+    for (int i = k.n - 1; i >= 0; i--) {
+        if (sip_msg_push_route(px_req_msg(req), k.uris[i]) != 0)
+            rc = -1;
+        free(k.uris[i]);
+    }
+    return rc;
+}
+
+static enum px_verdict
+from_outside(struct edge_policy *ep, struct px_req *req)
+{
+    struct sip_msg *msg = px_req_msg(req);
+    osip_uri_t *ru = sip_msg_ruri(msg);
+    struct edge_flow flow;
+    struct edge_fe *fe;
+    struct px_target t = {0};
+    struct fwd_ctx *c;
+    char token[256], uri[512];
+    char *ruri;
+    int rc;
+
+    if (ru && ru->username == NULL && ru->host &&
+        px_is_us(ep->px, ru->host, sip_uri_port(ru, uri_proto(ru) == TP_TLS ? 5061 : 5060)) &&
+        msg->method == SIP_OPTIONS) {
+        px_reply(req, 200, NULL);   /* a keep-alive ping to the edge itself */
+        return PX_ANSWERED;
+    }
+    memset(&flow, 0, sizeof flow);
+    flow.proto = px_req_proto(req);
+    flow.conn_id = px_req_conn_id(req);
+    flow.addr = *px_req_src(req);
+    if (edge_flow_token(ep->key, &flow, token, sizeof token) != 0) {
+        px_reply(req, 500, NULL);
+        return PX_ANSWERED;
+    }
+    if (msg->method == SIP_REGISTER) {
+        /* RFC 3327: our Path, the only one (an outside user may not name hops inside). */
+        sip_msg_remove_header(msg, "Path");
+        if (self_uri(&ep->in, token, ";ob", uri, sizeof uri) != 0) {
+            px_reply(req, 500, NULL);
+            return PX_ANSWERED;
+        }
+        {
+            char path[520];
+            snprintf(path, sizeof path, "<%s>", uri);
+            if (sip_msg_add_header(msg, "Path", path) != 0) {
+                px_reply(req, 500, NULL);
+                return PX_ANSWERED;
+            }
+        }
+    } else if (sip_msg_to_tag(msg) != NULL) {
+        /* In-dialog: only in a dialog we Record-Routed for THIS flow: the top Route (px_trust
+         * stripped it from the message, the received bytes still have it) must carry a flow
+         * token of ours naming the connection (UDP: the address) it arrived on. */
+        struct px_trust_req *tr = px_req_trust(req);
+        const struct tp_rx *rx = px_req_rx(req);
+        char rtok[256];
+        struct edge_flow rf;
+        if (tr == NULL || !tr->dialog_via_us || rx == NULL ||
+            edge_raw_first_route_user(rx->buf, rx->len, rtok, sizeof rtok) != 0 ||
+            edge_flow_parse(ep->key, rtok, &rf) != 0 || rf.proto != flow.proto ||
+            (flow.proto == TP_UDP ? !tp_addr_equal(&rf.addr, &flow.addr) : rf.conn_id != flow.conn_id)) {
+            ep->stats.refused++;
+            px_reply(req, 403, "Not A Dialog Of This Edge");
+            return PX_ANSWERED;
+        }
+        if (restore_routes(ep, req) != 0) {
+            px_reply(req, 500, NULL);
+            return PX_ANSWERED;
+        }
+    } else if (is_dialog_creating(msg) && record_route(ep, msg, token, &ep->out, &ep->in) != 0) {
+        px_reply(req, 500, NULL);
+        return PX_ANSWERED;
+    }
+    fe = pick_frontend(ep);
+    ruri = sip_uri_str(ru);
+    if (fe == NULL || ruri == NULL) {
+        free(ruri);
+        px_reply(req, fe ? 400 : 503, fe ? "Bad Request-URI" : "No Front-End");
+        return PX_ANSWERED;
+    }
+    t.uri = ruri;
+    t.route_set = fe->route;
+    t.q = 1000;
+    rc = px_add_target(req, &t);
+    free(ruri);
+    if (rc != 0) {
+        px_reply(req, 500, NULL);
+        return PX_ANSWERED;
+    }
+    if ((c = calloc(1, sizeof *c)) != NULL) {
+        c->fe = fe;
+        px_req_on_response(req, fwd_response, c, free);
+    }
+    ep->stats.inbound++;
+    return PX_FORWARD;
+}
+
+static enum px_verdict
+from_inside(struct edge_policy *ep, struct px_req *req)
+{
+    struct sip_msg *msg = px_req_msg(req);
+    const struct tp_rx *rx = px_req_rx(req);
+    osip_uri_t *ru = sip_msg_ruri(msg);
+    struct edge_flow flow;
+    struct px_target t = {0};
+    char token[256], route[512], host[64];
+    char *ruri;
+    int rc;
+
+    if (rx == NULL || edge_raw_first_route_user(rx->buf, rx->len, token, sizeof token) != 0 ||
+        edge_flow_parse(ep->key, token, &flow) != 0) {
+        /* No flow of ours: the Request-URI (an outside address) or the remaining Route. */
+        ep->stats.outbound++;
+        return PX_ROUTE;
+    }
+    if (flow.proto != TP_UDP && tp_conn_get(px_tp(ep->px), flow.conn_id) == NULL) {
+        ep->stats.flow_failed++;
+        px_reply(req, 430, "Flow Failed");   /* RFC 5626 §5.3: the client's flow is gone */
+        return PX_ANSWERED;
+    }
+    if (is_dialog_creating(msg) && record_route(ep, msg, token, &ep->in, &ep->out) != 0) {
+        px_reply(req, 500, NULL);
+        return PX_ANSWERED;
+    }
+    if ((ruri = sip_uri_str(ru)) == NULL) {
+        px_reply(req, 400, "Bad Request-URI");
+        return PX_ANSWERED;
+    }
+    t.uri = ruri;
+    t.conn_id = flow.conn_id;
+    t.q = 1000;
+    /* The hop px derives from the Request-URI must be the flow (its transport; for UDP its
+     * source address, rport): else a Route to the flow's address is pushed. */
+    tp_addr_host(&flow.addr, host, sizeof host);
+    if (ru == NULL || ru->host == NULL || uri_proto(ru) != flow.proto ||
+        (flow.proto == TP_UDP && (strcmp(ru->host, host) != 0 || sip_uri_port(ru, 5060) != tp_addr_port(&flow.addr)))) {
+        bool v6 = strchr(host, ':') != NULL;
+        snprintf(route, sizeof route, "<sip:%s%s%s:%u;transport=%s;lr>", v6 ? "[" : "", host, v6 ? "]" : "",
+                 tp_addr_port(&flow.addr), proto_param(flow.proto));
+        t.route_set = route;
+    }
+    rc = px_add_target(req, &t);
+    free(ruri);
+    if (rc != 0) {
+        px_reply(req, 500, NULL);
+        return PX_ANSWERED;
+    }
+    ep->stats.outbound++;
+    return PX_FORWARD;
+}
+
+enum px_verdict
+edge_policy_handle(struct px_req *req, void *arg)
+{
+    struct edge_policy *ep = arg;
+
+    /* px_trust: server = an MTLS peer listed in the directory (a front-end); all else client */
+    if (px_req_class(req) == TP_CLASS_SERVER || px_req_class(req) == TP_CLASS_TRUSTED)
+        return from_inside(ep, req);
+    return from_outside(ep, req);
+}
+
+/* ------------------------------------------------------------------ lifecycle */
+
+static int
+parse_self(const char *uri, struct edge_self *s)
+{
+    enum tp_proto p;
+
+    if (parse_hostport(uri, s->host, sizeof s->host, &s->port, &p) != 0)
+        return -1;
+    s->transport = proto_param(p);
+    return 0;
+}
+
+struct edge_policy *
+edge_policy_new(struct event_base *base, const struct edge_policy_opts *opts)
+{
+    struct edge_policy *ep = calloc(1, sizeof *ep);
+    char route[600];
+
+    if (ep == NULL)
+        return NULL;
+    ep->px = opts->px;
+    ep->base = base;
+    ep->probe_ms = opts->probe_interval_ms;
+    ep->hold_ms = opts->down_hold_ms;
+    if (RAND_bytes(ep->key, sizeof ep->key) != 1) {
+        log_err("no random bytes for the flow-token key");
+        goto fail;
+    }
+    if (parse_self(opts->outside_uri, &ep->out) != 0 || parse_self(opts->inside_uri, &ep->in) != 0) {
+        log_err("cannot parse our addresses '%s' / '%s'", opts->outside_uri ? opts->outside_uri : "",
+                opts->inside_uri ? opts->inside_uri : "");
+        goto fail;
+    }
+    ep->same = strcasecmp(ep->out.host, ep->in.host) == 0 && ep->out.port == ep->in.port &&
+               strcmp(ep->out.transport, ep->in.transport) == 0;
+    if (opts->nfrontends == 0) {
+        log_err("no front-end configured (--frontend)");
+        goto fail;
+    }
+    if ((ep->fe = calloc(opts->nfrontends, sizeof *ep->fe)) == NULL)
+        goto fail;
+    for (size_t i = 0; i < opts->nfrontends; i++) {
+        struct edge_fe *f = &ep->fe[ep->nfe];
+        f->ep = ep;
+        if (parse_hostport(opts->frontends[i], f->host, sizeof f->host, &f->port, &f->proto) != 0) {
+            log_err("--frontend %s: not a SIP URI with a host", opts->frontends[i]);
+            goto fail;
+        }
+        snprintf(route, sizeof route, "<sip:%s%s%s:%u;transport=%s;lr>", strchr(f->host, ':') ? "[" : "", f->host,
+                 strchr(f->host, ':') ? "]" : "", f->port, proto_param(f->proto));
+        f->uri = strdup(opts->frontends[i]);
+        f->route = strdup(route);
+        f->up = true;   /* until a probe or a request says otherwise */
+        ep->nfe++;
+        if (f->uri == NULL || f->route == NULL)
+            goto fail;
+    }
+    if (ep->probe_ms > 0) {
+        struct timeval tv = {ep->probe_ms / 1000, (ep->probe_ms % 1000) * 1000};
+        ep->probe_timer = event_new(base, -1, EV_PERSIST, probe_all, ep);
+        if (ep->probe_timer == NULL || event_add(ep->probe_timer, &tv) != 0)
+            goto fail;
+    }
+    return ep;
+fail:
+    edge_policy_free(ep);
+    return NULL;
+}
+
+void
+edge_policy_free(struct edge_policy *ep)
+{
+    if (ep == NULL)
+        return;
+    if (ep->probe_timer)
+        event_free(ep->probe_timer);
+    for (size_t i = 0; i < ep->nfe; i++) {
+        if (ep->fe[i].dnsreq)
+            evdns_getaddrinfo_cancel(ep->fe[i].dnsreq);
+        px_uac_cancel(ep->fe[i].probe);
+        free(ep->fe[i].uri);
+        free(ep->fe[i].route);
+    }
+    free(ep->fe);
+    OPENSSL_cleanse(ep->key, sizeof ep->key);
+    free(ep);
+}
+
+void
+edge_policy_stats_get(const struct edge_policy *ep, struct edge_policy_stats *out)
+{
+    *out = ep->stats;
+}
+
+size_t
+edge_policy_frontends_up(const struct edge_policy *ep)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < ep->nfe; i++)
+        n += ep->fe[i].up;
+    return n;
+}
