@@ -83,6 +83,7 @@ hs_dir_new(struct event_base *base, const struct hs_dir_opts *opts)
     dopts.role = DIR_ROLE_HOMESERVER;
     dopts.address = opts->address;
     dopts.admin = opts->admin;
+    dopts.cert_subject = opts->cert_subject;
     dopts.lease_ttl_s = opts->lease_ttl_s;
     dopts.on_user = on_user;
     dopts.cb_arg = hd;

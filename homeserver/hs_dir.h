@@ -35,6 +35,7 @@ struct hs_dir_opts {
     const char *name;            /* this server's name (non-empty) */
     const char *address;         /* announced SIP URI, "sip:127.0.0.1:5060;transport=udp" */
     const char *admin;           /* announced admin URL or NULL */
+    const char *cert_subject;    /* announced TLS certificate subject (px_trust server class) or NULL */
     unsigned lease_ttl_s;        /* 0 = DIR_DEFAULT_LEASE_TTL_S */
     const char *domain;          /* our SIP domain */
     struct us_location *loc;     /* bindings to drop (borrowed) */

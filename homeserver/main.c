@@ -64,6 +64,7 @@ struct hs_settings {
     bool record_route;
     char *etcd;
     char *server_name;
+    char *cert_subject;
     char *auth;
     long long nonce_lifetime_ms;
     long long lease_ttl_ms;
@@ -113,6 +114,9 @@ static const struct cfg_opt hs_rows[] = {
         "--domain is accepted, no authentication)", etcd),
     ROW("server-name", CFG_STR, NULL, 0, 0, false, false,
         "this server's name in the directory (/parley/servers/<name>); required with --etcd", server_name),
+    ROW("cert-subject", CFG_STR, NULL, 0, 0, false, false,
+        "subject (CN) of this server's TLS certificate, announced in the directory so that pool servers "
+        "classify its MTLS connections as server", cert_subject),
     ROW("auth", CFG_STR, NULL, 0, 0, false, false,
         "digest authentication of clients: off, register (REGISTER only) or all; default all with "
         "--etcd, else off", auth),
@@ -507,6 +511,7 @@ start_directory(struct hs *hs)
     dopts.name = hs->set.server_name;
     dopts.address = address;
     dopts.admin = admin[0] ? admin : NULL;
+    dopts.cert_subject = hs->set.cert_subject;
     dopts.lease_ttl_s = (unsigned)((hs->set.lease_ttl_ms + 999) / 1000);
     dopts.domain = hs->set.domain;
     dopts.loc = hs->loc;

@@ -372,7 +372,7 @@ us_auth_stage(struct us_auth *ua, struct px_req *req, const char **identity)
         return true;
     if (ua->opts.mode == US_AUTH_REGISTER && !is_reg)
         return true;
-    if (px_req_is_trusted(req))
+    if (px_req_is_trusted(req) && !ua->opts.check_trusted)
         return true;
     /* Only requests to or from our domain: the rest is for the protocol stack. */
     if (!is_reg && !host_is_realm(ua, from) && !host_is_realm(ua, to) &&

@@ -53,6 +53,9 @@ struct us_auth_opts {
      * request's source address, e.g. us_flood_auth_failed_cb; may be NULL. */
     void (*on_failure)(const struct tp_addr *src, void *arg);
     void *on_failure_arg;
+    /* Authenticate requests from trusted connections too (the front-end does, for what the
+     * edge relays: the edge's MTLS connection is trusted but its users are not). */
+    bool check_trusted;
 };
 
 /* Creates the stage; registers its counters in <m> (may be NULL). Strings are copied.
