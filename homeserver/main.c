@@ -145,12 +145,12 @@ struct hs {
     struct agent_server *agents; /* out-of-process applications (agent_server.h) */
     struct hs_archive *archive;  /* archiving stage (hs_archive.h) */
     struct hs_dir *dir;          /* NULL without --etcd */
+    struct px_trust_settings trust_set;
+    struct px_trust *trust;      /* connection classes, TLS, throttling (px_trust.h) */
     struct us_auth *auth;        /* NULL when authentication is off */
     struct us_flood *flood;      /* flood protection (us_flood.h) */
     struct us_services *svc;     /* presence, subscriptions, lists (us_services.h) */
     struct event *sig_term, *sig_int, *sig_hup;
-    struct px_trust_settings trust_set;
-    struct px_trust *trust;      /* connection classes, TLS, throttling (px_trust.h) */
     bool stopping;
 };
 
@@ -365,12 +365,69 @@ STAT_FN(m_commits, store_stats(hs->st)->commits)
 STAT_FN(m_commit_fail, store_stats(hs->st)->commit_fail)
 STAT_FN(m_commit_us, store_stats(hs->st)->last_commit_us)
 
+/* A counter kept by another module, read at scrape time. */
+static double
+m_u64(void *arg)
+{
+    return (double)*(const uint64_t *)arg;
+}
+
+struct state_gauge {
+    struct hs *hs;
+    bool server;
+    enum tx_state state;
+};
+
+static double
+m_tx_state(void *arg)
+{
+    const struct state_gauge *g = arg;
+
+    return (double)tx_layer_count_state(px_txl(g->hs->px), g->server, g->state);
+}
+
+/* Messages in and out by method and status class, transactions by state. */
+static void
+register_message_metrics(struct hs *hs)
+{
+    static const char *const classes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx"};
+    static const char *const states[] = {"trying", "calling", "proceeding", "completed", "confirmed",
+                                         "accepted"};
+    static struct state_gauge gauges[2][6];
+    struct metrics *m = hs->metrics;
+    const struct px_stats *ps = px_stats(hs->px);
+    const struct tx_stats *ts = tx_layer_stats(px_txl(hs->px));
+
+    for (int i = 0; i <= SIP_REFER; i++)
+        metrics_series_fn_labels(m, METRIC_COUNTER, "parley_sip_requests_in_total", "SIP requests received by method",
+                                 m_u64, (void *)&ps->rx_by_method[i], "method", sip_method_name((enum sip_method)i),
+                                 (const char *)NULL);
+    for (int c = 1; c <= 6; c++) {
+        metrics_series_fn_labels(m, METRIC_COUNTER, "parley_sip_responses_in_total",
+                                 "SIP responses received by status class", m_u64, (void *)&ps->rx_resp_by_class[c],
+                                 "class", classes[c], (const char *)NULL);
+        metrics_series_fn_labels(m, METRIC_COUNTER, "parley_sip_responses_out_total",
+                                 "SIP responses sent on server transactions by status class", m_u64,
+                                 (void *)&ts->replies_by_class[c], "class", classes[c], (const char *)NULL);
+    }
+    for (int side = 0; side < 2; side++) {
+        for (int st = 0; st < 6; st++) {
+            gauges[side][st].hs = hs;
+            gauges[side][st].server = side == 0;
+            gauges[side][st].state = (enum tx_state)st;
+            metrics_gauge_fn_labels(m, "parley_transactions_by_state", "live transactions by state", m_tx_state,
+                                    &gauges[side][st], "kind", side == 0 ? "server" : "client", "state", states[st]);
+        }
+    }
+}
+
 static void
 register_metrics(struct hs *hs)
 {
     struct metrics *m = hs->metrics;
 
     metrics_add_process(m);
+    register_message_metrics(hs);
     metrics_counter_fn(m, "parley_sip_requests_received_total", "SIP requests received", m_rx_requests, hs);
     metrics_counter_fn(m, "parley_sip_responses_received_total", "SIP responses received", m_rx_responses, hs);
     metrics_counter_fn(m, "parley_sip_parse_errors_total", "messages refused by the parser", m_parse_errors, hs);
@@ -425,15 +482,15 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
         else
             log_info("configuration reloaded, %d setting(s) changed", n);
         hs_apps_reload(hs->apps);   /* a bad chain keeps the old one */
-        return;
-    }
-    if (hs->stopping) {
-        event_base_loopexit(hs->base, NULL);
         if (hs->trust) {
             char terr[256];
             if (px_trust_reload_tls(hs->trust, terr, sizeof terr) != 0)
                 log_err("TLS certificates not reloaded (old ones kept): %s", terr);
         }
+        return;
+    }
+    if (hs->stopping) {
+        event_base_loopexit(hs->base, NULL);
         return;
     }
     /* SIGTERM/SIGINT: refuse new work, let transactions in flight finish (bounded). */
@@ -563,12 +620,12 @@ main(int argc, char **argv)
                         "and a transaction-stateful SIP proxy.");
     cfg_register_log(hs.cfg);
     cfg_register(hs.cfg, "homeserver", hs_rows, sizeof hs_rows / sizeof hs_rows[0], &hs.set);
+    px_trust_cfg_register(hs.cfg, &hs.trust_set);
     hs.apps = hs_apps_new(hs.cfg);
     hs.agents = agent_server_new(hs.cfg);
     hs.archive = hs_archive_new(hs.cfg);
     hs.flood = us_flood_new(hs.cfg);
     cfg_add_check(hs.cfg, apply_settings, &hs);
-    px_trust_cfg_register(hs.cfg, &hs.trust_set);
     rc = cfg_load(hs.cfg, argc, argv, &cerr);
     if (rc == CFG_EXIT) {
         cfg_free(hs.cfg);
@@ -623,14 +680,14 @@ main(int argc, char **argv)
     hs.px = px_new(hs.base, &po, hs_handle, &hs);
     if (hs.px == NULL)
         goto out;
-    if (hs.apps == NULL || hs_apps_start(hs.apps, hs.px, hs.set.domain, hs.loc, err, sizeof err) != 0) {
-        log_err("application chain: %s", hs.apps ? err : "out of memory");
-        status = 2;   /* a manifest or script error: refuse to start */
-        goto out;
-    }
     hs.trust = px_trust_new(hs.px, &hs.trust_set, err, sizeof err);
     if (hs.trust == NULL) {
         log_err("trust: %s", err);
+        goto out;
+    }
+    if (hs.apps == NULL || hs_apps_start(hs.apps, hs.px, hs.set.domain, hs.loc, err, sizeof err) != 0) {
+        log_err("application chain: %s", hs.apps ? err : "out of memory");
+        status = 2;   /* a manifest or script error: refuse to start */
         goto out;
     }
     if (hs.agents == NULL || agent_server_start(hs.agents, hs.base, hs.px, err, sizeof err) != 0 ||
@@ -650,45 +707,45 @@ main(int argc, char **argv)
         if ((hs.svc = us_services_start(hs.base, hs.px, hs.st, hs.loc, hs.reg, &uso)) == NULL)
             goto out;
     }
-    hs.metrics = metrics_new();
-    register_metrics(&hs);
-    agent_server_metrics(hs.agents, hs.metrics);
-    hs_archive_metrics(hs.archive, hs.metrics);
-    if (hs.flood == NULL || us_flood_add_metrics(hs.flood, hs.metrics) != 0)
     if (px_trust_listen(hs.trust, err, sizeof err) != 0) {
         log_err("%s", err);
         goto out;
     }
+    hs.metrics = metrics_new();
+    register_metrics(&hs);
+    agent_server_metrics(hs.agents, hs.metrics);
+    hs_archive_metrics(hs.archive, hs.metrics);
+    px_trust_register_admin(hs.trust, NULL, hs.metrics);
+    if (hs.flood == NULL || us_flood_add_metrics(hs.flood, hs.metrics) != 0)
         goto out;
     if (hs.set.admin && hs.set.admin[0]) {
         hs.admin = admin_http_start(hs.base, hs.set.admin, hs.set.admin_token, hs.metrics, hs.cfg);
         if (hs.admin == NULL)
-    px_trust_register_admin(hs.trust, NULL, hs.metrics);
             goto out;
         admin_http_add_health(hs.admin, "store", health_store, &hs);
         admin_http_add_health(hs.admin, "listeners", health_listeners, &hs);
         admin_http_add_route(hs.admin, "/api/registrations", api_registrations, &hs);
+        px_trust_register_admin(hs.trust, hs.admin, NULL);
         log_info("admin endpoint on port %d", admin_http_port(hs.admin));
     }
     if (start_directory(&hs) != 0)
         goto out;
+    px_trust_set_dir(hs.trust, hs.dir ? hs_dir_dir(hs.dir) : NULL);
     hs.sig_term = evsignal_new(hs.base, SIGTERM, signal_cb, &hs);
-        px_trust_register_admin(hs.trust, hs.admin, NULL);
     hs.sig_int = evsignal_new(hs.base, SIGINT, signal_cb, &hs);
     hs.sig_hup = evsignal_new(hs.base, SIGHUP, signal_cb, &hs);
     event_add(hs.sig_term, NULL);
     event_add(hs.sig_int, NULL);
-    px_trust_set_dir(hs.trust, hs.dir ? hs_dir_dir(hs.dir) : NULL);
     event_add(hs.sig_hup, NULL);
     log_info("parley-homeserver %s serving domain %s", PARLEY_VERSION, hs.set.domain);
     event_base_dispatch(hs.base);
     status = 0;
+    px_trust_set_dir(hs.trust, NULL);
     hs_dir_shutdown(hs.dir, hs.base);   /* revokes the announcement's lease */
     hs.dir = NULL;
     log_info("stopped");
 out:
     if (hs.sig_term)
-    px_trust_set_dir(hs.trust, NULL);
         event_free(hs.sig_term);
     if (hs.sig_int)
         event_free(hs.sig_int);
@@ -700,12 +757,12 @@ out:
     hs_dir_free(hs.dir);
     agent_server_free(hs.agents);   /* before px: it releases the requests it holds */
     hs_archive_free(hs.archive);    /* writes what is queued */
+    px_trust_free(hs.trust);
     us_services_free(hs.svc);       /* before px: it holds client transactions */
     px_free(hs.px);
     us_registrar_free(hs.reg);
     store_close(hs.st);
     us_loc_free(hs.loc);
-    px_trust_free(hs.trust);
     hs_apps_free(hs.apps);
     metrics_free(hs.metrics);
     if (hs.base)

@@ -1286,6 +1286,10 @@ on_receive(struct tp_rx *rx, void *arg)
         }
         return;
     }
+    if (msg->request)
+        px->stats.rx_by_method[msg->method <= SIP_REFER ? msg->method : SIP_UNKNOWN]++;
+    else
+        px->stats.rx_resp_by_class[msg->status / 100 <= 6 ? msg->status / 100 : 0]++;
     if (msg->request) {
         char host[64];
         tp_addr_host(&rx->src, host, sizeof host);

@@ -52,6 +52,8 @@ struct px_stats {
     uint64_t rx_requests, rx_responses, parse_errors, dropped;
     uint64_t replies_483, replies_482, replies_420, replies_404, replies_408, replies_504;
     uint64_t forwarded, stateless_forwarded, cancels;
+    uint64_t rx_by_method[SIP_REFER + 1];   /* requests received, by enum sip_method (ACK included) */
+    uint64_t rx_resp_by_class[7];           /* responses received, by status / 100 */
 };
 
 /* One target of a request (a registered contact, a static route's gateway, ...). */

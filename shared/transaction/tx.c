@@ -450,10 +450,25 @@ tx_reply(struct tx *stx, struct sip_msg *resp)
     return tx_reply_bytes(stx, resp->status, out, len);
 }
 
+uint64_t
+tx_layer_count_state(const struct tx_layer *txl, bool server, enum tx_state state)
+{
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < txl->nbuckets; i++)
+        for (const struct tx *t = txl->buckets[i]; t; t = t->hnext)
+            if (t->server == server && t->state == state)
+                n++;
+    return n;
+}
+
 int
 tx_reply_bytes(struct tx *stx, int code, char *out, size_t len)
 {
     struct tx_layer *txl = stx->txl;
+
+    if (code >= 100 && code < 700 && !stx->final_sent && stx->state != TX_TERMINATED)
+        txl->stats.replies_by_class[code / 100]++;
 
     if (!stx->server || stx->final_sent || stx->state == TX_TERMINATED) {
         free(out);

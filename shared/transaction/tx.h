@@ -156,7 +156,10 @@ int tx_send_bytes(struct tx_layer *txl, const char *buf, size_t len, const struc
 struct tx_stats {
     uint64_t server_created, client_created, retransmits_absorbed, retransmits_sent;
     uint64_t timeouts, transport_errors, live_server, live_client;
+    uint64_t replies_by_class[7];   /* responses sent by server transactions, by status / 100 */
 };
+/* Live transactions in <state> (server or client side): a walk of the table, for /metrics. */
+uint64_t tx_layer_count_state(const struct tx_layer *txl, bool server, enum tx_state state);
 const struct tx_stats *tx_layer_stats(const struct tx_layer *txl);
 
 #endif
