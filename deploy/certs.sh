@@ -3,6 +3,7 @@
 # there, use your own CA). P-256 keys, valid CERT_DAYS (default 365) days.
 #
 #   deploy/certs.sh <dir> [name ...]        default names: home1 home2 home3 fe1 edge1
+#   deploy/certs.sh <dir> --ca-only         the CA only
 #
 # Writes <dir>/ca.pem + ca.key.pem (created once, reused on later runs) and, for each
 # name missing in <dir>, <name>.pem + <name>.key.pem: CN=<name>.<CERT_DOMAIN> (default
@@ -19,6 +20,7 @@ fi
 out=$1; shift
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(home1 home2 home3 fe1 edge1)
+[ "${names[0]}" = "--ca-only" ] && names=()
 DOMAIN=${CERT_DOMAIN:-pool.test}
 DAYS=${CERT_DAYS:-365}
 OPENSSL=${OPENSSL:-openssl}
@@ -30,7 +32,7 @@ if [ ! -f ca.pem ] || [ ! -f ca.key.pem ]; then
     -keyout ca.key.pem -out ca.pem -days "$DAYS" -subj "/CN=Parley Pool CA" \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
 fi
-for name in "${names[@]}"; do
+for name in ${names[@]+"${names[@]}"}; do
   case $name in *[!A-Za-z0-9._-]*|'') echo "certs.sh: bad name '$name'" >&2; exit 2 ;; esac
   [ -f "$name.pem" ] && [ -f "$name.key.pem" ] && [ -z "${CERT_FORCE:-}" ] && continue
   san="DNS:$name.$DOMAIN,DNS:$name,DNS:localhost,IP:127.0.0.1"

@@ -9,6 +9,7 @@ PKGS=(
   libjansson-dev libxml2-dev libcmocka-dev
   etcd-server etcd-client
   sip-tester openssl curl python3 procps iproute2 valgrind util-linux
+  docker-compose
 )
 
 missing=()

@@ -28,7 +28,7 @@ CASE=${1:?case}
 
 # sipp's digest uri is the address it sends to (here tls_flow.py), unless -auth_uri says
 # otherwise: runs through a flow pass the Request-URI of their challenged request.
-export PARLEY_BUILD POOL_DIR=$TEST_TMP/pool POOL_QUIET=1
+export PARLEY_BUILD ${HS_BIN+HS_BIN} ${FE_BIN+FE_BIN} ${EDGE_BIN+EDGE_BIN} ${CTL_BIN+CTL_BIN} POOL_DIR=$TEST_TMP/pool POOL_QUIET=1
 # A base port with the pool's ports free (B..B+51, B+200..B+240).
 pick_base() {
   python3 - <<'PY'
@@ -57,7 +57,8 @@ eval "$("$POOL" env)"
 D=$POOL_DOMAIN
 B=$POOL_BASE
 
-ctl() { "$PARLEY_BUILD/tools/parleyctl/parleyctl" --etcd "$POOL_ETCD" "$@"; }
+CTL_BIN=${CTL_BIN:-$PARLEY_BUILD/tools/parleyctl/parleyctl}
+ctl() { "$CTL_BIN" --etcd "$POOL_ETCD" "$@"; }
 csv() { printf 'SEQUENTIAL\n%s;%s;\n' "$2" "${3:-}" >"$TEST_TMP/$1.csv"; echo "$TEST_TMP/$1.csv"; }
 # tmpl NAME CODE HOST PORT: a scenario from its template
 tmpl() {
@@ -153,7 +154,7 @@ move)
   reg_inside carol "$POOL_HOME1" "$CAROL_UAS" || fail "carol REGISTER at home1"
   wait_for 3 has_bindings "$POOL_HOME1_ADMIN" "carol@$D" 1 || fail "carol has no binding on home1"
   "$POOL" add-home home3 3 >"$TEST_TMP/add-home.log" 2>&1 || { cat "$TEST_TMP/add-home.log" >&2; fail "home3"; }
-  wait_for 5 bash -c "'$PARLEY_BUILD/tools/parleyctl/parleyctl' --etcd '$POOL_ETCD' server list | grep -q '^home3 '" ||
+  wait_for 5 bash -c "'$CTL_BIN' --etcd '$POOL_ETCD' server list | grep -q '^home3 '" ||
     fail "home3 not announced"
   ctl user move "carol@$D" --home home3 >/dev/null || fail "parleyctl user move"
   wait_for 5 has_bindings "$POOL_HOME1_ADMIN" "carol@$D" 0 || fail "home1 kept carol's binding"
