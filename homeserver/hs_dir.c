@@ -1,6 +1,8 @@
 #define LOG_MODULE "hs-dir"
 #include "hs_dir.h"
 
+#include <event2/buffer.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,11 +259,88 @@ DIR_FN(m_revision, ds.revision)
 DIR_FN(m_dropped, hd->dropped_users)
 DIR_FN(m_redirects, hd->redirects)
 
+/* JSON views of the directory cache for the admin endpoint (what this server trusts). */
+struct json_iter {
+    struct evbuffer *out;
+    bool first;
+};
+
+static bool
+server_json(const struct dir_server *sv, void *arg)
+{
+    struct json_iter *it = arg;
+
+    evbuffer_add_printf(it->out, "%s{\"name\":", it->first ? "" : ",");
+    admin_json_str(it->out, sv->name);
+    evbuffer_add_printf(it->out, ",\"role\":");
+    admin_json_str(it->out, dir_role_name(sv->role));
+    evbuffer_add_printf(it->out, ",\"address\":");
+    admin_json_str(it->out, sv->address ? sv->address : "");
+    evbuffer_add_printf(it->out, ",\"cert_subject\":");
+    admin_json_str(it->out, sv->cert_subject ? sv->cert_subject : "");
+    evbuffer_add_printf(it->out, ",\"admin\":");
+    admin_json_str(it->out, sv->admin ? sv->admin : "");
+    evbuffer_add_printf(it->out, "}");
+    it->first = false;
+    return true;
+}
+
+static bool
+route_json(const struct dir_route *rt, void *arg)
+{
+    struct json_iter *it = arg;
+
+    evbuffer_add_printf(it->out, "%s{\"name\":", it->first ? "" : ",");
+    admin_json_str(it->out, rt->name);
+    evbuffer_add_printf(it->out, ",\"match\":");
+    admin_json_str(it->out, rt->match ? rt->match : "");
+    evbuffer_add_printf(it->out, ",\"next_hop\":");
+    admin_json_str(it->out, rt->next_hop ? rt->next_hop : "");
+    evbuffer_add_printf(it->out, ",\"treat_as_server\":%s,\"allow_from\":[", rt->treat_as_server ? "true" : "false");
+    for (size_t k = 0; k < rt->n_allow_from; k++) {
+        if (k)
+            evbuffer_add_printf(it->out, ",");
+        admin_json_str(it->out, rt->allow_from[k]);
+    }
+    evbuffer_add_printf(it->out, "]}");
+    it->first = false;
+    return true;
+}
+
+static int
+api_servers(struct admin_req *r, struct evbuffer *out, void *arg)
+{
+    struct hs_dir *hd = arg;
+    struct json_iter it = {out, true};
+
+    admin_req_set_content_type(r, "application/json");
+    evbuffer_add_printf(out, "{\"servers\":[");
+    dir_server_foreach(hd->dir, server_json, &it);
+    evbuffer_add_printf(out, "]}\n");
+    return 200;
+}
+
+static int
+api_routes(struct admin_req *r, struct evbuffer *out, void *arg)
+{
+    struct hs_dir *hd = arg;
+    struct json_iter it = {out, true};
+
+    admin_req_set_content_type(r, "application/json");
+    evbuffer_add_printf(out, "{\"routes\":[");
+    dir_route_foreach(hd->dir, route_json, &it);
+    evbuffer_add_printf(out, "]}\n");
+    return 200;
+}
+
 void
 hs_dir_register_admin(struct hs_dir *hd, struct admin_http *admin, struct metrics *m)
 {
-    if (admin)
+    if (admin) {
         admin_http_add_health(admin, "directory", health_directory, hd);
+        admin_http_add_route(admin, "/api/servers", api_servers, hd);
+        admin_http_add_route(admin, "/api/routes", api_routes, hd);
+    }
     if (m == NULL)
         return;
     metrics_gauge_fn(m, "parley_directory_cache_age_seconds",

@@ -195,6 +195,11 @@ lease)
   ctl server list | grep "^home1 " | grep -q "sip:127.0.0.1:$HS_PORT;transport=udp" \
     || fail "announced address: $(ctl server list)"
   ctl --json server list | grep -q "\"admin\": *\"$HS_ADMIN\"" || fail "admin URL not announced: $(ctl --json server list)"
+  # the admin endpoint shows the same directory view (what this server trusts)
+  wait_for 10 bash -c "curl -fs '$HS_ADMIN/api/servers' | grep -q '\"name\":\"home1\"'" \
+    || fail "/api/servers: $(curl -s "$HS_ADMIN/api/servers")"
+  curl -fs "$HS_ADMIN/api/routes" | python3 -c 'import json,sys; assert "routes" in json.load(sys.stdin)' \
+    || fail "/api/routes is not JSON"
   sleep 3   # longer than the TTL: the keep-alive holds it
   has_server home1 || fail "home1 vanished while alive"
   hs_kill9
