@@ -122,6 +122,8 @@ sut_cmd() {
                --admin "127.0.0.1:$ADMIN_PORT" --log-level "$PARLEY_LOG_LEVEL" --shutdown-grace 200ms)
       # shellcheck disable=SC2206
       [ "$auth" = 1 ] && SUT_CMD+=($PARLEY_AUTH_ARGS)
+      # shellcheck disable=SC2206
+      SUT_CMD+=(${PARLEY_ARGS:-})
       ;;
     kamailio)
       mkdir -p "$RUN/kamailio"

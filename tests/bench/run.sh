@@ -39,6 +39,7 @@
 #   DOMAIN example.com   (same for both servers; see kamailio/kamailio.cfg)
 #   UDP_BUF 4194304   PROBE 1  PROBE_RATE 100  N_CALLEES 1000
 #   BUILD 1  BUILD_DIR <repo>/build-bench  PARLEY_BIN  PARLEY_LOG_LEVEL err
+#   PARLEY_ARGS       more flags for parley-homeserver (e.g. --app-chain none)
 #   PARLEY_DATA_BASE  where Parley's sqlite store goes (default: the run dir,
 #                     on disk; /dev/shm takes the disk out of the picture)
 #   PARLEY_AUTH_ARGS  flags that make Parley challenge REGISTER with the fixed
@@ -146,8 +147,9 @@ gen_csv callee "$N_CALLEES" "$CALLEES_CSV"
   echo "pin=$PIN sut_cpus=$SUT_CPUS gen_cpus=$GEN_CPUS target=$TARGET domain=$DOMAIN hold_ms=$HOLD_MS"
   echo "mem_users=$MEM_USERS mem_rate=$MEM_RATE kam_children=$KAM_CHILDREN kam_shm_mb=$KAM_SHM_MB udp_buf=$UDP_BUF"
   echo "parley_auth_args=$PARLEY_AUTH_ARGS"
+  echo "parley_args=${PARLEY_ARGS:-}"
   echo "parley_data_base=${PARLEY_DATA_BASE:-$RUN}"
-  echo "command=$(for v in QUICK SUTS SCENARIOS STEP_SECONDS REPEATS BISECT FIXED_RATES MEM_USERS PARLEY_DATA_BASE; do
+  echo "command=$(for v in QUICK SUTS SCENARIOS STEP_SECONDS REPEATS BISECT FIXED_RATES MEM_USERS PARLEY_DATA_BASE PARLEY_ARGS; do
       [ -n "${!v:-}" ] && printf '%s="%s" ' "$v" "${!v}"; done)tests/bench/run.sh"
 } >"$RESULTS/meta.txt"
 log "results in $RESULTS; server address $TARGET, domain $DOMAIN"

@@ -115,7 +115,8 @@ def main(d):
       f"kernel {meta.get('kernel', '?')}, shared with other sessions. "
       f"Parley {meta.get('parley_commit', '?')} (Release), Kamailio {meta.get('kamailio', '?')} "
       f"(1 UDP worker), {meta.get('sipp', 'sipp')}.")
-    w(f"Settings: {meta.get('quick', '')} {meta.get('pin', '')}; {meta.get('mem_users', '')}.")
+    w(f"Settings: quick={meta.get('quick', '')}; pin={meta.get('pin', '')}; mem_users={meta.get('mem_users', '')}; "
+      f"Parley data: {meta.get('parley_data_base', 'run dir')}; extra Parley flags: {meta.get('parley_args', '') or 'none'}.")
     w(f"Command: `{meta.get('command', 'tests/bench/run.sh')}`")
     w("")
     w("Ratio = Parley / Kamailio. Higher is better for max/s; lower is better for latency, µs/op and memory. "
