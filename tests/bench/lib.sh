@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/bench/lib.sh: shared by run.sh and profile.sh (sourced, not run).
 #
 # Process control (only our own PIDs, TERM then KILL), the servers under test
@@ -81,7 +82,7 @@ build_parley() {
 # SUT_PORT: as given, else the first free port of 15060-15069 (the machine is
 # shared; someone may have a server of their own on 15060).
 pick_ports() {
-  local busy p
+  local p
   wait_ports $BENCH_PORTS_FIXED || die "ports in use by other processes: $WAIT_BUSY (see ss -uanp); the bench needs them"
   if [ -n "${SUT_PORT:-}" ]; then
     [ -z "$(BT portsbusy "$SUT_PORT")" ] || die "SUT_PORT $SUT_PORT is in use (ss -uanp)"
