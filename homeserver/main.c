@@ -628,13 +628,13 @@ main(int argc, char **argv)
     cfg_add_check(hs.cfg, apply_settings, &hs);
     rc = cfg_load(hs.cfg, argc, argv, &cerr);
     if (rc == CFG_EXIT) {
-        cfg_free(hs.cfg);
-        return 0;
+        status = 0;   /* --help, --version, --check-config */
+        goto out;
     }
     if (rc < 0) {
         fprintf(stderr, "parley-homeserver: %s\n", cerr.msg);
-        cfg_free(hs.cfg);
-        return 2;
+        status = 2;
+        goto out;
     }
     hs.base = event_base_new();
     if (hs.base == NULL)

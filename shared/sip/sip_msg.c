@@ -51,6 +51,7 @@ sip_limits_default(struct sip_limits *lim)
 {
     lim->max_msg_size = 65536;
     lim->max_headers = 256;
+    lim->partial_responses = false;
 }
 
 /* xorshift64*: fast, good enough for branches and tags (not for secrets). */
