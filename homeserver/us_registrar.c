@@ -276,50 +276,73 @@ unsupported_require(const struct sip_msg *msg, char *out, size_t outlen)
     return out[0] ? out : NULL;
 }
 
-/* The 200 OK: every current binding with its remaining time (RFC 3261 §10.3 step 8). */
+/* The Date header value, formatted once per second. */
+static const char *
+date_now(void)
+{
+    static char date[64];
+    static time_t last;
+    time_t t = time(NULL);
+    struct tm tm;
+
+    if (t != last) {
+        gmtime_r(&t, &tm);
+        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        last = t;
+    }
+    return date;
+}
+
+/*
+ * The 200 OK: every current binding with its remaining time (RFC 3261 §10.3 step 8),
+ * built from the request's bytes (sip_reply_bytes) with the Contact, Path and Date
+ * lines appended: no osip message on this path.
+ */
 static void
 reply_bindings(struct us_registrar *reg, struct px_req *req, const char *aor)
 {
     struct sip_msg *msg = px_req_msg(req);
-    struct sip_msg *resp = px_reply_build(req, 200, NULL);
     struct us_aor *a = us_loc_find(reg->loc, aor);
     int64_t now = clock_wall_s();
-    char date[64];
-    time_t t = time(NULL);
-    struct tm tm;
+    char *extra = NULL;
+    size_t extralen = 0;
+    FILE *f;
     const char *pv;
 
-    if (resp == NULL)
+    f = open_memstream(&extra, &extralen);
+    if (f == NULL) {
+        px_reply(req, 500, NULL);
         return;
+    }
     if (a) {
         for (struct us_binding *b = a->bindings; b; b = b->next) {
-            char v[2048];
             long long left = b->expires_at - now;
             if (left <= 0)
                 continue;
+            fprintf(f, "Contact: <%s>;expires=%lld", b->contact, left);
             if (b->instance)
-                snprintf(v, sizeof v, "<%s>;expires=%lld;+sip.instance=\"%s\"%s", b->contact, left, b->instance,
-                         "");
-            else
-                snprintf(v, sizeof v, "<%s>;expires=%lld", b->contact, left);
+                fprintf(f, ";+sip.instance=\"%s\"", b->instance);
             if (b->instance && b->reg_id)
-                snprintf(v + strlen(v), sizeof v - strlen(v), ";reg-id=%d", b->reg_id);
+                fprintf(f, ";reg-id=%d", b->reg_id);
             if (b->q != 1000)
-                snprintf(v + strlen(v), sizeof v - strlen(v), ";q=%d.%03d", b->q / 1000, b->q % 1000);
-            osip_message_set_contact(resp->osip, v);
+                fprintf(f, ";q=%d.%03d", b->q / 1000, b->q % 1000);
+            fputs("\r\n", f);
         }
     }
     /* RFC 3327 §5.3: the Path is echoed when the UA supports it. */
     if (has_option(msg, "supported", "path")) {
         for (int i = 0; (pv = sip_msg_header(msg, "path", i)) != NULL; i++)
-            sip_msg_add_header(resp, "Path", pv);
-        sip_msg_add_header(resp, "Supported", "path");
+            fprintf(f, "Path: %s\r\n", pv);
+        fputs("Supported: path\r\n", f);
     }
-    gmtime_r(&t, &tm);
-    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    sip_msg_add_header(resp, "Date", date);
-    px_reply_msg(req, resp);
-    sip_msg_free(resp);
+    fprintf(f, "Date: %s\r\n", date_now());
+    if (fclose(f) != 0 || extra == NULL) {
+        free(extra);
+        px_reply(req, 500, NULL);
+        return;
+    }
+    px_reply_extra(req, 200, NULL, extra);
+    free(extra);
 }
 
 static void

@@ -77,6 +77,7 @@ struct px_req {
     bool final_sent;
     bool cancelled;
     bool forwarding;          /* holds a reference while branches decide the answer */
+    bool rr_in_pushed;        /* our incoming-side Record-Route is in msg (RFC 5658, start_branch) */
     struct px_req *live_next, *live_prev;
     px_response_fn *resp_fn;  /* px_req_on_response() hook, or NULL */
     void *resp_arg;
@@ -277,11 +278,17 @@ px_req_log(const struct px_req *req, enum log_level lvl, bool peer, const char *
 int
 px_reply(struct px_req *req, int code, const char *reason)
 {
+    return px_reply_extra(req, code, reason, NULL);
+}
+
+int
+px_reply_extra(struct px_req *req, int code, const char *reason, const char *extra)
+{
     int rc;
 
     if (code >= 400 && !req->final_sent)
         px_log_peer(req, LOG_INFO, "answered %d %s", code, reason ? reason : "");
-    rc = tx_reply_code(req->stx, code, reason);
+    rc = tx_reply_extra(req->stx, code, reason, extra);
     if (rc == 0 && code >= 200 && !req->final_sent) {
         req->final_sent = true;
         if (req->px->final_fn)
@@ -631,7 +638,7 @@ start_branch(struct px_req *r, unsigned idx)
     struct sip_fwd f;
     struct hop hop;
     struct tp_dest dest;
-    char host[128], via[512], branch[96], rr[256], first[512];
+    char host[128], via[512], branch[96], rr[256], rr_out[256], first[512];
     uint16_t port;
     int mf;
     char *out = NULL, *cur;
@@ -678,6 +685,25 @@ start_branch(struct px_req *r, unsigned idx)
         free(cur);
         branch_done(r, b, 404, NULL);
         return;
+    }
+    /* RFC 5658 §4: leaving on another transport (a UDP client's INVITE to a TLS peer), we
+     * Record-Route twice: the incoming side's address below (pushed into the request once,
+     * for every branch) and the outgoing side's on top, so in-dialog requests from either
+     * side reach us on the transport that side used. */
+    if (f.record_route && !strict && hop.proto != r->proto) {
+        char h[128];
+        uint16_t p;
+        if (our_hostport(px, hop.proto, h, sizeof h, &p) == 0) {
+            snprintf(rr_out, sizeof rr_out, "sip:%s:%u;transport=%s;lr", h, p,
+                     hop.proto == TP_TCP ? "tcp" : hop.proto == TP_TLS ? "tls" : "udp");
+            if (strcmp(rr_out, rr) != 0 &&
+                (r->rr_in_pushed || sip_msg_push_record_route(r->msg, rr) == 0)) {
+                r->rr_in_pushed = true;
+                f.record_route = rr_out;
+            }
+        }
+    } else if (f.record_route && r->rr_in_pushed) {
+        f.record_route = NULL;   /* this transport's entry is already in the request */
     }
     /* §16.6 step 8: our Via, with a branch carrying the loop-detection hash. */
     if (our_hostport(px, strict ? TP_UDP : hop.proto, host, sizeof host, &port) != 0) {

@@ -129,6 +129,9 @@ void px_req_log(const struct px_req *req, enum log_level lvl, bool peer, const c
 
 /* Answers. <resp> is borrowed. */
 int px_reply(struct px_req *req, int code, const char *reason);
+/* px_reply() with <extra> header lines ("Name: value\r\n"..., or NULL): built from the
+ * request's bytes, without osip. */
+int px_reply_extra(struct px_req *req, int code, const char *reason, const char *extra);
 int px_reply_msg(struct px_req *req, struct sip_msg *resp);
 struct sip_msg *px_reply_build(struct px_req *req, int code, const char *reason);
 

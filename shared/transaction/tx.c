@@ -524,17 +524,23 @@ tx_reply_build(struct tx *stx, int code, const char *reason)
 }
 
 int
-tx_reply_code(struct tx *stx, int code, const char *reason)
+tx_reply_extra(struct tx *stx, int code, const char *reason, const char *extra)
 {
     char tag[24], *out = NULL;
     size_t len = 0;
 
-    if (!stx->server || stx->final_sent || stx->state == TX_TERMINATED)
+    if (!stx->server || stx->final_sent || stx->state == TX_TERMINATED || stx->req == NULL)
         return -1;
     sip_make_tag(stx->req, tag, sizeof tag);
-    if (sip_reply_bytes(stx->req, code, reason, tag, NULL, &out, &len) != 0)
+    if (sip_reply_bytes(stx->req, code, reason, tag, extra, &out, &len) != 0)
         return -1;
     return tx_reply_bytes(stx, code, out, len);
+}
+
+int
+tx_reply_code(struct tx *stx, int code, const char *reason)
+{
+    return tx_reply_extra(stx, code, reason, NULL);
 }
 
 struct tx *

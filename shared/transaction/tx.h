@@ -109,6 +109,8 @@ int tx_reply(struct tx *stx, struct sip_msg *resp);
 int tx_reply_bytes(struct tx *stx, int code, char *buf, size_t len);
 /* Builds and sends a response with no extra headers. <reason> NULL = standard phrase. */
 int tx_reply_code(struct tx *stx, int code, const char *reason);
+/* The same with <extra> header lines ("Name: value\r\n"..., or NULL) and no body. */
+int tx_reply_extra(struct tx *stx, int code, const char *reason, const char *extra);
 /* The same, and returns the built response so the caller could add headers first: */
 struct sip_msg *tx_reply_build(struct tx *stx, int code, const char *reason);
 

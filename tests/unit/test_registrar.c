@@ -23,6 +23,7 @@
 
 #include "us_location.h"
 #include "us_registrar.h"
+#include "sip/sip_raw.h"
 
 #ifndef PARLEY_SIP_DATA
 #error "PARLEY_SIP_DATA must name tests/data/sip"
@@ -77,6 +78,21 @@ px_reply(struct px_req *req, int code, const char *reason)
     rc = px_reply_msg(req, r);
     sip_msg_free(r);
     return rc;
+}
+
+/* The real byte builder, as the proxy uses it. */
+int
+px_reply_extra(struct px_req *req, int code, const char *reason, const char *extra)
+{
+    char *out = NULL;
+    size_t len = 0;
+
+    assert_int_equal(sip_reply_bytes(req->msg, code, reason, "regtag1", extra, &out, &len), 0);
+    free(req->text);
+    req->text = out;
+    req->status = code;
+    req->nreplies++;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ fixture */
