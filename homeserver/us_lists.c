@@ -443,6 +443,16 @@ us_lists_version(const struct us_lists *l, const char *owner)
     return u ? u->version : 0;
 }
 
+void
+us_lists_foreach_contact(const struct us_lists *l, const char *owner,
+                         void (*fn)(const char *uri, const char *name, void *arg), void *arg)
+{
+    const struct ulist *u = l && owner ? find(l, owner) : NULL;
+
+    for (size_t i = 0; u && i < u->contacts.n; i++)
+        fn(u->contacts.v[i].key, u->contacts.v[i].name, arg);
+}
+
 static void
 add_entries(xmlNode *root, const struct vec *v, const char *kind)
 {

@@ -76,5 +76,9 @@ bool us_lists_blocks(const struct us_lists *l, const char *owner, const char *wh
 char *us_lists_document(const struct us_lists *l, const char *owner, size_t *len);
 /* The list version of <owner> (0 for a user without a list). */
 long long us_lists_version(const struct us_lists *l, const char *owner);
+/* Calls <fn> for each contact of <owner> in list order: <uri> "bob@example.com", <name>
+ * its display name or NULL. The strings are borrowed for the call. */
+void us_lists_foreach_contact(const struct us_lists *l, const char *owner,
+                              void (*fn)(const char *uri, const char *name, void *arg), void *arg);
 
 #endif

@@ -6,7 +6,9 @@
 
 #include "us_lists.h"
 #include "us_presence.h"
+#include "us_rls.h"
 #include "us_subs.h"
+#include "us_winfo.h"
 #include "util/log.h"
 
 struct us_services {
@@ -14,6 +16,8 @@ struct us_services {
     struct us_lists *lists;
     struct us_presence *pres;
     struct us_registrar *reg;
+    struct us_winfo *winfo;
+    struct us_rls *rls;
 };
 
 void
@@ -25,6 +29,8 @@ us_services_free(struct us_services *svc)
         us_registrar_on_change(svc->reg, NULL, NULL);
     us_subs_free(svc->subs);   /* first: pending NOTIFYs read the others */
     us_presence_free(svc->pres);
+    us_winfo_free(svc->winfo);
+    us_rls_free(svc->rls);
     us_lists_free(svc->lists);
     free(svc);
 }
@@ -42,7 +48,9 @@ us_services_start(struct event_base *base, struct px *px, struct store *st, stru
         return NULL;
     if ((svc->subs = us_subs_new(base, px, st, &so)) == NULL ||
         (svc->lists = us_lists_new(st, svc->subs)) == NULL ||
-        (svc->pres = us_presence_new(base, &po, st, svc->subs, loc, svc->lists)) == NULL)
+        (svc->pres = us_presence_new(base, &po, st, svc->subs, loc, svc->lists)) == NULL ||
+        (svc->winfo = us_winfo_new(svc->subs, svc->lists)) == NULL ||
+        (svc->rls = us_rls_new(svc->subs, svc->lists, svc->pres)) == NULL)
         goto fail;
     if ((nl = us_lists_load(svc->lists)) < 0 || (np = us_presence_load(svc->pres)) < 0 ||
         (ns = us_subs_load(svc->subs)) < 0) {
@@ -66,6 +74,12 @@ us_services_handle(struct us_services *svc, struct px_req *req, const char *aor,
 
     if (svc == NULL)
         return false;
+    if (us_rls_list_owner(aor, from, sizeof from)) {
+        if (msg->method == SIP_ACK || msg->method == SIP_CANCEL)
+            return false;
+        *v = us_rls_handle(svc->rls, req, from);   /* the contact list as a resource list */
+        return true;
+    }
     switch (msg->method) {
     case SIP_SUBSCRIBE:
         *v = us_subs_handle(svc->subs, req, aor);

@@ -33,6 +33,7 @@ struct sub {
     struct px_uac *inflight;  /* the NOTIFY being sent */
     bool dirty;               /* state changed while one was in flight */
     bool terminated;          /* the last NOTIFY said terminated; freed when it is answered */
+    bool fetch;               /* Expires: 0 on creation (RFC 6665 §4.4.3): observers never see it */
     const char *reason;       /* of termination: "timeout", "deactivated", "noresource" */
 };
 
@@ -47,7 +48,8 @@ struct us_subs {
     struct sub *by_res[NBUCKETS];
     struct event *sweep;
     struct us_subs_stats stats;
-    bool loading;
+    struct us_subs_observer obs[8];
+    unsigned nobs;
 };
 
 static uint32_t
@@ -67,6 +69,23 @@ find_pkg(struct us_subs *ss, const char *name)
         if (strcasecmp(ss->pkgs[i].name, name) == 0)
             return &ss->pkgs[i];
     return NULL;
+}
+
+static void
+observe(struct us_subs *ss, struct sub *s, enum us_sub_event ev, const char *reason)
+{
+    if (s->fetch)
+        return;
+    for (unsigned i = 0; i < ss->nobs; i++)
+        if (ss->obs[i].sub_event)
+            ss->obs[i].sub_event(ss->obs[i].arg, &s->pub, ev, reason);
+}
+
+/* The Event header value of <pkg>'s NOTIFYs. */
+static const char *
+pkg_event(const struct us_pkg *pkg)
+{
+    return pkg->event ? pkg->event : pkg->name;
 }
 
 static struct sub *
@@ -130,11 +149,11 @@ sub_free(struct sub *s)
 
 /* ------------------------------------------------------------------ persistence */
 
-/* Value: NUL-separated fields, "v1" first (format version). */
+/* Value: NUL-separated fields, "v2" first (format version; "v1" lacks created_at). */
 static void
 persist(struct us_subs *ss, struct sub *s, store_done_fn *done, void *arg)
 {
-    char buf[8192], num[4][32];
+    char buf[8192], num[5][32];
     const char *f[16];
     size_t n = 0, len = 0;
 
@@ -142,7 +161,8 @@ persist(struct us_subs *ss, struct sub *s, store_done_fn *done, void *arg)
     snprintf(num[1], sizeof num[1], "%u", s->remote_cseq);
     snprintf(num[2], sizeof num[2], "%lld", (long long)s->pub.expires_at);
     snprintf(num[3], sizeof num[3], "%llu", (unsigned long long)s->conn_id);
-    f[n++] = "v1";
+    snprintf(num[4], sizeof num[4], "%lld", (long long)s->pub.created_at);
+    f[n++] = "v2";
     f[n++] = s->pub.event;
     f[n++] = s->pub.resource;
     f[n++] = s->pub.watcher;
@@ -156,6 +176,7 @@ persist(struct us_subs *ss, struct sub *s, store_done_fn *done, void *arg)
     f[n++] = num[0];
     f[n++] = num[1];
     f[n++] = num[2];
+    f[n++] = num[4];
     for (size_t i = 0; i < n; i++) {
         size_t l = strlen(f[i]) + 1;
         if (len + l > sizeof buf) {
@@ -218,6 +239,8 @@ notify_done(int code, struct sip_msg *resp, void *arg)
     if (notify_kills(code) || (code == 503 && resp == NULL)) {
         log_info("subscription %s of %s to %s ended: NOTIFY got %d", s->pub.id, s->pub.watcher,
                  s->pub.resource, code);
+        s->terminated = true;   /* observers' us_subs_foreach() no longer sees it */
+        observe(ss, s, US_SUB_TERMINATED, "deactivated");
         unpersist(ss, s);
         remove_sub(ss, s);
         return;
@@ -234,7 +257,7 @@ send_notify(struct us_subs *ss, struct sub *s)
 {
     struct px_dialog d;
     char hdr[512];
-    char *body = NULL;
+    char *body = NULL, *ctype = NULL;
     size_t blen = 0;
     int64_t left = s->pub.expires_at - clock_wall_s();
 
@@ -242,16 +265,18 @@ send_notify(struct us_subs *ss, struct sub *s)
         s->dirty = true;
         return;
     }
-    if (s->pkg->body(s->pkg->arg, &s->pub, &body, &blen) != 0) {
+    s->pub.seq = s->cseq;   /* CSeq counts our NOTIFYs (it starts at 0) */
+    if ((s->pkg->body_ct ? s->pkg->body_ct(s->pkg->arg, &s->pub, &body, &blen, &ctype)
+                         : s->pkg->body(s->pkg->arg, &s->pub, &body, &blen)) != 0) {
         free(body);
         body = NULL;
         blen = 0;
     }
     if (s->terminated)
-        snprintf(hdr, sizeof hdr, "Event: %s\r\nSubscription-State: terminated;reason=%s\r\n", s->pub.event,
-                 s->reason ? s->reason : "timeout");
+        snprintf(hdr, sizeof hdr, "Event: %s\r\nSubscription-State: terminated;reason=%s\r\n",
+                 pkg_event(s->pkg), s->reason ? s->reason : "timeout");
     else
-        snprintf(hdr, sizeof hdr, "Event: %s\r\nSubscription-State: active;expires=%lld\r\n", s->pub.event,
+        snprintf(hdr, sizeof hdr, "Event: %s\r\nSubscription-State: active;expires=%lld\r\n", pkg_event(s->pkg),
                  (long long)(left > 0 ? left : 0));
     s->cseq++;
     if (!s->terminated)
@@ -267,9 +292,10 @@ send_notify(struct us_subs *ss, struct sub *s)
     d.local_contact = s->local_contact && s->local_contact[0] ? s->local_contact : NULL;
     d.cseq = s->cseq;
     d.conn_id = s->conn_id;
-    s->inflight = px_send_in_dialog(ss->px, &d, SIP_NOTIFY, hdr, body ? s->pkg->ctype : NULL, body, blen,
-                                    notify_done, s);
+    s->inflight = px_send_in_dialog(ss->px, &d, SIP_NOTIFY, hdr, body ? (ctype ? ctype : s->pkg->ctype) : NULL,
+                                    body, blen, notify_done, s);
     free(body);
+    free(ctype);
     ss->stats.notify_sent++;
     if (s->inflight == NULL) {
         log_info("subscription %s: cannot send NOTIFY to %s", s->pub.id, s->remote_target);
@@ -286,6 +312,7 @@ terminate(struct us_subs *ss, struct sub *s, const char *reason)
         return;
     s->terminated = true;
     s->reason = reason;
+    observe(ss, s, US_SUB_TERMINATED, reason);
     unpersist(ss, s);
     if (s->inflight) {   /* the last word must be "terminated": replace the pending one */
         px_uac_cancel(s->inflight);
@@ -351,6 +378,15 @@ us_subs_free(struct us_subs *ss)
 }
 
 int
+us_subs_observe(struct us_subs *ss, const struct us_subs_observer *ob)
+{
+    if (ss == NULL || ob == NULL || ss->nobs >= sizeof ss->obs / sizeof ss->obs[0])
+        return -1;
+    ss->obs[ss->nobs++] = *ob;
+    return 0;
+}
+
+int
 us_subs_add_pkg(struct us_subs *ss, const struct us_pkg *pkg)
 {
     if (ss == NULL || pkg == NULL || pkg->name == NULL || pkg->body == NULL ||
@@ -389,6 +425,11 @@ us_subs_changed(struct us_subs *ss, const char *event, const char *resource)
             (event == NULL || strcasecmp(s->pub.event, event) == 0))
             send_notify(ss, s);
     }
+    if (event == NULL)
+        return;
+    for (unsigned i = 0; i < ss->nobs; i++)
+        if (ss->obs[i].changed)
+            ss->obs[i].changed(ss->obs[i].arg, event, resource);
 }
 
 /* Next NUL-separated field of a stored value, or NULL past the end. */
@@ -414,16 +455,18 @@ load_cb(const char *key, const void *value, size_t len, void *arg)
 {
     struct us_subs *ss = arg;
     const char *cur = value, *end = (const char *)value + len;
-    const char *f[14];
+    const char *f[15];
     struct sub *s;
+    int nf;
 
-    for (int i = 0; i < 14; i++)
+    nf = len >= 3 && memcmp(value, "v1", 3) == 0 ? 14 : 15;
+    for (int i = 0; i < nf; i++)
         if ((f[i] = field(&cur, end)) == NULL) {
             log_warn("stored subscription %s is malformed: dropped", key);
             store_kv_del(ss->st, KV_NS, key, NULL, NULL);
             return;
         }
-    if (strcmp(f[0], "v1") != 0 || find_pkg(ss, f[1]) == NULL || find_sub(ss, key)) {
+    if ((strcmp(f[0], "v1") != 0 && strcmp(f[0], "v2") != 0) || find_pkg(ss, f[1]) == NULL || find_sub(ss, key)) {
         store_kv_del(ss->st, KV_NS, key, NULL, NULL);
         return;
     }
@@ -445,6 +488,7 @@ load_cb(const char *key, const void *value, size_t len, void *arg)
     s->cseq = (uint32_t)strtoul(f[11], NULL, 10);
     s->remote_cseq = (uint32_t)strtoul(f[12], NULL, 10);
     s->pub.expires_at = strtoll(f[13], NULL, 10);
+    s->pub.created_at = nf > 14 ? strtoll(f[14], NULL, 10) : clock_wall_s();
     if (!s->pub.id || !s->pub.event || !s->pub.resource || !s->pub.watcher || !s->call_id || !s->remote_tag ||
         !s->local_uri || !s->remote_uri || !s->remote_target) {
         sub_free(s);
@@ -466,10 +510,12 @@ us_subs_load(struct us_subs *ss)
         for (struct sub *s = ss->by_id[i], *next; s; s = next) {
             next = s->inext;
             n++;
-            if (s->pub.expires_at <= now)
+            if (s->pub.expires_at <= now) {
                 terminate(ss, s, "timeout");
-            else
+            } else {
+                observe(ss, s, US_SUB_ACTIVE, "loaded");
                 send_notify(ss, s);
+            }
         }
     }
     return n;
@@ -485,7 +531,7 @@ struct pending {
 };
 
 static void
-reply_ok(struct px_req *req, long long expires, const char *contact)
+reply_ok(struct px_req *req, long long expires, const char *contact, const struct us_pkg *pkg)
 {
     struct sip_msg *resp = px_reply_build(req, 200, NULL);
     char v[32];
@@ -494,6 +540,8 @@ reply_ok(struct px_req *req, long long expires, const char *contact)
         return;
     snprintf(v, sizeof v, "%lld", expires);
     sip_msg_add_header(resp, "Expires", v);
+    if (pkg->eventlist)
+        sip_msg_add_header(resp, "Require", "eventlist");   /* RFC 4662 §4.3 */
     if (contact) {
         char c[600];
         snprintf(c, sizeof c, "<%s>", contact);
@@ -516,7 +564,8 @@ created_done(int rc, void *arg)
             sub_free(s);
         }
     } else {
-        reply_ok(p->req, p->expires, s->local_contact);
+        reply_ok(p->req, p->expires, s->local_contact, s->pkg);
+        observe(p->ss, s, US_SUB_ACTIVE, "subscribe");
         send_notify(p->ss, s);   /* RFC 6665 §4.2.1.1: the NOTIFY right after the 200 */
     }
     px_req_unref(p->req);
@@ -569,7 +618,9 @@ reply_489(struct us_subs *ss, struct px_req *req)
     if (resp == NULL)
         return;
     for (unsigned i = 0; i < ss->npkgs; i++)
-        snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s", i ? ", " : "", ss->pkgs[i].name);
+        if (ss->pkgs[i].event == NULL)
+            snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s", allow[0] ? ", " : "",
+                     ss->pkgs[i].name);
     sip_msg_add_header(resp, "Allow-Events", allow);   /* RFC 6665 §8.2.2 */
     px_reply_msg(req, resp);
     sip_msg_free(resp);
@@ -623,7 +674,7 @@ refresh(struct us_subs *ss, struct px_req *req, long long expires)
     }
     s->remote_cseq = msg->cseq;
     if (expires == 0) {
-        reply_ok(req, 0, s->local_contact);
+        reply_ok(req, 0, s->local_contact, s->pkg);
         terminate(ss, s, "timeout");   /* RFC 6665 §4.2.1.4: unsubscribe, final NOTIFY */
         return PX_ANSWERED;
     }
@@ -638,27 +689,51 @@ refresh(struct us_subs *ss, struct px_req *req, long long expires)
     if (px_req_conn_id(req))
         s->conn_id = px_req_conn_id(req);
     persist(ss, s, NULL, NULL);
-    reply_ok(req, expires, s->local_contact);
+    reply_ok(req, expires, s->local_contact, s->pkg);
+    observe(ss, s, US_SUB_REFRESHED, "refresh");
     send_notify(ss, s);   /* RFC 6665 §4.2.1.2: a refresh gets a NOTIFY too */
     return PX_ANSWERED;
 }
 
+static enum px_verdict handle(struct us_subs *ss, struct px_req *req, const char *resource,
+                              const struct us_pkg *pkg);
+
 enum px_verdict
 us_subs_handle(struct us_subs *ss, struct px_req *req, const char *resource)
 {
-    struct sip_msg *msg = px_req_msg(req);
     const struct us_pkg *pkg;
-    char ev[64], watcher[512], tag[40], cid[256], host[128];
+    char ev[64];
+
+    if (event_name(px_req_msg(req), ev, sizeof ev) == NULL || (pkg = find_pkg(ss, ev)) == NULL || pkg->event) {
+        reply_489(ss, req);   /* RFC 6665 §4.2.1.1 */
+        return PX_ANSWERED;
+    }
+    return handle(ss, req, resource, pkg);
+}
+
+enum px_verdict
+us_subs_handle_pkg(struct us_subs *ss, struct px_req *req, const char *resource, const char *pkg_name)
+{
+    const struct us_pkg *pkg = find_pkg(ss, pkg_name);
+
+    if (pkg == NULL) {
+        px_reply(req, 500, "No Such Event Package");
+        return PX_ANSWERED;
+    }
+    return handle(ss, req, resource, pkg);
+}
+
+static enum px_verdict
+handle(struct us_subs *ss, struct px_req *req, const char *resource, const struct us_pkg *pkg)
+{
+    struct sip_msg *msg = px_req_msg(req);
+    char watcher[512], tag[40], cid[256], host[128];
     long long expires;
     struct sub *s = NULL;
     struct pending *p = NULL;
     osip_contact_t *ct;
     uint16_t port;
 
-    if (event_name(msg, ev, sizeof ev) == NULL || (pkg = find_pkg(ss, ev)) == NULL) {
-        reply_489(ss, req);   /* RFC 6665 §4.2.1.1 */
-        return PX_ANSWERED;
-    }
     expires = header_expires(msg, ss->opts.default_expires);
     if (expires < 0) {
         px_reply(req, 400, "Bad Expires");
@@ -715,6 +790,7 @@ us_subs_handle(struct us_subs *ss, struct px_req *req, const char *resource)
     s->pub.resource = strdup(resource);
     s->pub.watcher = strdup(watcher);
     s->pub.expires_at = clock_wall_s() + expires;
+    s->pub.created_at = clock_wall_s();
     s->call_id = strdup(sip_msg_call_id(msg, cid, sizeof cid));
     s->remote_tag = strdup(sip_msg_from_tag(msg));
     s->local_uri = msg->osip->to && msg->osip->to->url ? sip_uri_str(msg->osip->to->url) : NULL;
@@ -737,8 +813,9 @@ us_subs_handle(struct us_subs *ss, struct px_req *req, const char *resource)
     ss->stats.created++;
     if (expires == 0) {
         /* A fetch (RFC 6665 §4.4.3): one terminated NOTIFY with the state, nothing stored. */
+        s->fetch = true;
         link_sub(ss, s);
-        reply_ok(req, 0, s->local_contact);
+        reply_ok(req, 0, s->local_contact, s->pkg);
         terminate(ss, s, "timeout");
         return PX_ANSWERED;
     }

@@ -35,6 +35,9 @@ struct us_sub {
     char *resource;           /* "alice@example.com": the watched user */
     char *watcher;            /* "bob@example.com": From of the SUBSCRIBE */
     int64_t expires_at;       /* unix seconds */
+    int64_t created_at;       /* unix seconds: when the watcher subscribed (survives restarts) */
+    uint32_t seq;             /* NOTIFYs sent before the one being built: 0 for the first (the
+                                 version of RFC 3858 §4.2 / RFC 4662 §5.2 documents) */
 };
 
 struct us_pkg {
@@ -46,6 +49,36 @@ struct us_pkg {
     /* The state of <s->resource> as <s->watcher> may see it: malloc'd <*body>, <*len>.
      * 0 or -1 (the NOTIFY then goes without a body). */
     int (*body)(void *arg, const struct us_sub *s, char **body, size_t *len);
+    void *arg;
+    /* Optional. The Event header value when it differs from <name> ("presence" for the
+     * resource-list package "rls:presence"). A package with an <event> is never chosen by
+     * the Event header of a SUBSCRIBE: only by us_subs_handle_pkg(). */
+    const char *event;
+    /* Optional. RFC 4662 §4.3: its 200s carry "Require: eventlist". */
+    bool eventlist;
+    /* Optional, replaces <body>'s Content-Type: sets a malloc'd <*ctype> for this NOTIFY
+     * (multipart bodies, whose type names a boundary). NULL leaves <ctype>. */
+    int (*body_ct)(void *arg, const struct us_sub *s, char **body, size_t *len, char **ctype);
+};
+
+/* What happened to a subscription (us_subs_observe()). */
+enum us_sub_event {
+    US_SUB_ACTIVE = 0,        /* created and stored (reason "subscribe"), or loaded at start
+                                 ("loaded"); its first NOTIFY follows */
+    US_SUB_REFRESHED,         /* a SUBSCRIBE refreshed it */
+    US_SUB_TERMINATED,        /* ended ("timeout": expired or unsubscribed, "deactivated": its
+                                 NOTIFY failed); the final NOTIFY (if any) follows */
+};
+
+/*
+ * An observer of every subscription and every state change (us_winfo watches the
+ * "presence" subscriptions, us_rls the presence of list members). Both callbacks may be
+ * NULL and may call us_subs_changed() (never for the event they were called with).
+ */
+struct us_subs_observer {
+    void (*sub_event)(void *arg, const struct us_sub *s, enum us_sub_event ev, const char *reason);
+    /* us_subs_changed(<event>, <resource>) was called (after the direct NOTIFYs). */
+    void (*changed)(void *arg, const char *event, const char *resource);
     void *arg;
 };
 
@@ -62,6 +95,8 @@ struct us_subs *us_subs_new(struct event_base *base, struct px *px, struct store
 void us_subs_free(struct us_subs *ss);
 /* Registers a package (the struct is copied; its strings must outlive <ss>). 0 or -1. */
 int us_subs_add_pkg(struct us_subs *ss, const struct us_pkg *pkg);
+/* Adds an observer (copied; at most 8). 0 or -1. */
+int us_subs_observe(struct us_subs *ss, const struct us_subs_observer *ob);
 /* Loads the stored subscriptions (after the packages were added and their state
  * loaded) and sends each one a NOTIFY. Returns how many, or -1. */
 long us_subs_load(struct us_subs *ss);
@@ -73,10 +108,14 @@ long us_subs_load(struct us_subs *ss);
  * for an unknown dialog, 423 below min-expires, 400 without a Contact.
  */
 enum px_verdict us_subs_handle(struct us_subs *ss, struct px_req *req, const char *resource);
+/* Same, with package <pkg> (by name) whatever the Event header says (the caller checked
+ * it): the resource-list URI (us_rls). 500 if there is no such package. */
+enum px_verdict us_subs_handle_pkg(struct us_subs *ss, struct px_req *req, const char *resource,
+                                   const char *pkg);
 
 /* The state of <resource> in package <event> changed: NOTIFY every subscription to it. */
 void us_subs_changed(struct us_subs *ss, const char *event, const char *resource);
-/* Calls <fn> for every active subscription of package <event> to <resource>. */
+/* Calls <fn> for every active subscription of package <event> (NULL: any) to <resource>. */
 void us_subs_foreach(struct us_subs *ss, const char *event, const char *resource,
                      void (*fn)(const struct us_sub *s, void *arg), void *arg);
 

@@ -17,10 +17,15 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sipua import UA, pidf  # noqa: E402
+import xml.etree.ElementTree as ET  # noqa: E402
+
+from sipua import UA, multipart, pidf  # noqa: E402
 
 DOMAIN = "example.com"
 LISTS_NS = "urn:parley:params:xml:ns:contacts"
+WINFO_NS = "{urn:ietf:params:xml:ns:watcherinfo}"
+RLMI_NS = "{urn:ietf:params:xml:ns:rlmi}"
+PIDF_NS = "{urn:ietf:params:xml:ns:pidf}"
 
 
 def free_port():
@@ -297,6 +302,192 @@ def case_restart(srv):
     check(mallory.message("alice@" + DOMAIN).status == 403, "block list survived")
     r = alice.service(list_doc("", 0))
     check(r.status == 409, "version survived: %d" % r.status)
+
+
+# ------------------------------------------------------------------ watcher info (RFC 3857/3858)
+
+def winfo(n):
+    """(version, {watcher uri: (status, event, id)}) of a watcherinfo NOTIFY."""
+    check(n.hdr("content-type") == "application/watcherinfo+xml", "winfo type %s" % n.hdr("content-type"))
+    root = ET.fromstring(n.body)
+    check(root.tag == WINFO_NS + "watcherinfo" and root.get("state") == "full", "winfo root: %s" % n.body)
+    wl = root.find(WINFO_NS + "watcher-list")
+    check(wl is not None and wl.get("resource") == "sip:alice@" + DOMAIN and wl.get("package") == "presence",
+          "watcher-list: %s" % n.body)
+    ws = {}
+    for w in wl.findall(WINFO_NS + "watcher"):
+        check(w.get("id") and w.get("duration-subscribed") is not None, "watcher attributes: %s" % n.body)
+        ws[w.text] = (w.get("status"), w.get("event"), w.get("id"))
+    return int(root.get("version")), ws
+
+
+def case_winfo(srv):
+    """alice watches her watchers: bob subscribes -> active, blocked -> rejected, unsubscribes
+    -> terminated; only alice may subscribe; survives kill -9."""
+    alice, bob, carol = (UA(u, DOMAIN, srv.port) for u in ("alice", "bob", "carol"))
+    alice.register()
+    bob_uri = "sip:bob@" + DOMAIN
+    r = alice.subscribe("alice@" + DOMAIN, event="presence.winfo")
+    check(r.status == 200, "winfo SUBSCRIBE %d" % r.status)
+    v0, ws = winfo(alice.wait_notify(lambda m: True, what="initial winfo"))
+    check(v0 == 0 and ws == {}, "no watchers yet: %d %s" % (v0, ws))
+    r = bob.subscribe("alice@" + DOMAIN)
+    check(r.status == 200, "bob's SUBSCRIBE %d" % r.status)
+    bob_dialog = r.dialog
+    v, ws = winfo(alice.wait_notify(lambda m: bob_uri in m.body, what="winfo naming bob"))
+    check(ws[bob_uri][:2] == ("active", "subscribe") and v == v0 + 1, "bob active: %d %s" % (v, ws))
+    # a block shows as rejected at once (bob himself sees alice closed)
+    r = alice.service(list_doc('<block user="%s"/>' % bob_uri, 0))
+    check(r.status == 200, "block %d" % r.status)
+    v2, ws = winfo(alice.wait_notify(lambda m: "rejected" in m.body, what="winfo after the block"))
+    check(ws[bob_uri][:2] == ("terminated", "rejected") and v2 > v, "blocked bob: %s" % (ws,))
+    r = alice.service(list_doc('<clear user="%s"/>' % bob_uri, 1))
+    check(r.status == 200, "unblock %d" % r.status)
+    v3, ws = winfo(alice.wait_notify(lambda m: "rejected" not in m.body, what="winfo after the unblock"))
+    check(ws[bob_uri][0] == "active" and v3 > v2, "unblocked bob: %s" % (ws,))
+    # someone else's watcher info: 403
+    r = bob.subscribe("alice@" + DOMAIN, event="presence.winfo")
+    check(r.status == 403, "bob's winfo SUBSCRIBE to alice: %d" % r.status)
+    # kill -9: the winfo subscription resumes, versions go on, new watchers are reported
+    alice.drain()
+    srv.kill9()
+    srv.start()
+    v4, ws = winfo(alice.wait_notify(lambda m: True, timeout=5, what="winfo after restart"))
+    check(v4 > v3 and ws[bob_uri][0] == "active", "after restart: %d %s" % (v4, ws))
+    check(carol.subscribe("alice@" + DOMAIN).status == 200, "carol subscribes")
+    v5, ws = winfo(alice.wait_notify(lambda m: "sip:carol@" in m.body, what="winfo naming carol"))
+    check(v5 == v4 + 1 and ws["sip:carol@" + DOMAIN][0] == "active", "carol: %d %s" % (v5, ws))
+    # bob unsubscribes: terminated
+    r = bob.subscribe("alice@" + DOMAIN, expires=0, dialog=bob_dialog)
+    check(r.status == 200, "unsubscribe %d" % r.status)
+    v6, ws = winfo(alice.wait_notify(lambda m: "terminated" in m.body, what="winfo: bob terminated"))
+    check(ws[bob_uri][:2] == ("terminated", "timeout") and ws["sip:carol@" + DOMAIN][0] == "active" and v6 > v5,
+          "bob ended: %s" % (ws,))
+
+
+# ------------------------------------------------------------------ resource list (RFC 4662)
+
+LIST_URI = "alice;list=contacts@" + DOMAIN
+
+
+def rls_notify(n):
+    """Parses an RLS NOTIFY: (rlmi root, {resource uri: (instance attrs, name, pidf root or None)})."""
+    check(n.hdr("event") == "presence", "Event %s" % n.hdr("event"))
+    ct = n.hdr("content-type")
+    check(ct.startswith("multipart/related"), "content type %s" % ct)
+    params, parts = multipart(ct, n.body)
+    check(params.get("type") == "application/rlmi+xml", "type parameter: %s" % ct)
+    root_hdrs, root_body = parts[0]
+    check(root_hdrs.get("content-id") == params.get("start"), "start %s vs %s" % (params.get("start"), root_hdrs))
+    check(root_hdrs["content-type"].startswith("application/rlmi+xml"), root_hdrs["content-type"])
+    by_cid = {}
+    for h, b in parts[1:]:
+        check(h["content-type"].startswith("application/pidf+xml"), h["content-type"])
+        by_cid[h["content-id"].strip("<>")] = ET.fromstring(b)
+    rlmi = ET.fromstring(root_body)
+    check(rlmi.tag == RLMI_NS + "list" and rlmi.get("uri") == "sip:" + LIST_URI, "rlmi: %s" % root_body)
+    res = {}
+    for r in rlmi.findall(RLMI_NS + "resource"):
+        inst = r.find(RLMI_NS + "instance")
+        check(inst is not None and inst.get("id") and inst.get("state"), "instance: %s" % root_body)
+        doc = by_cid.pop(inst.get("cid"), None) if inst.get("cid") else None
+        check(inst.get("cid") is None or doc is not None, "cid %s has no part" % inst.get("cid"))
+        nm = r.find(RLMI_NS + "name")
+        res[r.get("uri")] = (dict(inst.attrib), nm.text if nm is not None else None, doc)
+    check(not by_cid, "parts no resource names: %s" % list(by_cid))
+    return rlmi, res
+
+
+def pidf_state(doc):
+    """(basic statuses, first RPID activity) of a PIDF element tree."""
+    basics_ = [b.text for b in doc.iter(PIDF_NS + "basic")]
+    act = None
+    for a in doc.iter("{urn:ietf:params:xml:ns:pidf:rpid}activities"):
+        kids = list(a)
+        if kids:
+            act = kids[0].tag.split("}")[1]
+            break
+    return basics_, act
+
+
+def case_rls(srv):
+    """alice's contact list as a resource list: one multipart NOTIFY with three contacts'
+    presence; a change -> partial NOTIFY; 421 without eventlist; list edits; kill -9."""
+    alice, bob, carol, dave = (UA(u, DOMAIN, srv.port) for u in ("alice", "bob", "carol", "dave"))
+    for ua in (alice, bob, carol, dave):
+        ua.register()
+    check(bob.publish(pidf("bob@" + DOMAIN, "open", note="at my desk")).status == 200, "bob publishes")
+    r = carol.publish(pidf("carol@" + DOMAIN, "open", "busy"))
+    check(r.status == 200, "carol publishes")
+    carol_etag = r.hdr("sip-etag")
+    check(dave.publish(pidf("dave@" + DOMAIN, "closed")).status == 200, "dave publishes")
+    r = alice.service(list_doc('<set-contact uri="sip:bob@%s" name="Bob"/><set-contact uri="sip:carol@%s"/>'
+                               '<set-contact uri="sip:dave@%s" name="Dave"/>' % (DOMAIN, DOMAIN, DOMAIN), 0))
+    check(r.status == 200, "contacts %d" % r.status)
+    # without Supported: eventlist
+    r = alice.subscribe(LIST_URI)
+    check(r.status == 421 and r.hdr("require") == "eventlist", "no eventlist: %d %s" % (r.status, r.hdr("require")))
+    r = bob.subscribe(LIST_URI, extra=["Supported: eventlist"])
+    check(r.status == 403, "someone else's list: %d" % r.status)
+    r = alice.subscribe(LIST_URI, event="weather", extra=["Supported: eventlist"])
+    check(r.status == 489, "list with another package: %d" % r.status)
+    r = alice.subscribe(LIST_URI, extra=["Supported: eventlist"])
+    check(r.status == 200 and r.hdr("require") == "eventlist", "list SUBSCRIBE %d %s" % (r.status, r.hdr("require")))
+    dialog = r.dialog
+    rlmi, res = rls_notify(alice.wait_notify(lambda m: True, what="first RLS NOTIFY"))
+    b, c, d = ("sip:%s@%s" % (u, DOMAIN) for u in ("bob", "carol", "dave"))
+    check(rlmi.get("fullState") == "true" and rlmi.get("version") == "0", "first: %s" % rlmi.attrib)
+    check(set(res) == {b, c, d}, "three resources: %s" % list(res))
+    check(res[b][1] == "Bob" and res[c][1] is None and res[d][1] == "Dave", "names")
+    for uri in (b, c, d):
+        check(res[uri][0]["state"] == "active" and res[uri][2].get("entity") == uri, "%s: %s" % (uri, res[uri][0]))
+    check(pidf_state(res[b][2]) == (["open"], None) and "at my desk" in ET.tostring(res[b][2]).decode(), "bob")
+    check(pidf_state(res[c][2]) == (["open"], "busy"), "carol: %s" % (pidf_state(res[c][2]),))
+    check(pidf_state(res[d][2]) == (["closed"], None), "dave: %s" % (pidf_state(res[d][2]),))
+    # carol goes away: a partial NOTIFY with carol only
+    r = carol.publish(pidf("carol@" + DOMAIN, "open", "away"), etag=carol_etag)
+    check(r.status == 200, "carol modifies %d" % r.status)
+    carol_etag = r.hdr("sip-etag")
+    rlmi, res = rls_notify(alice.wait_notify(lambda m: True, what="NOTIFY after carol's change"))
+    check(rlmi.get("fullState") == "false" and rlmi.get("version") == "1" and list(res) == [c],
+          "partial: %s %s" % (rlmi.attrib, list(res)))
+    check(pidf_state(res[c][2]) == (["open"], "away"), "carol away: %s" % (pidf_state(res[c][2]),))
+    # bob blocks alice: to her, bob is offline
+    r = bob.service(list_doc('<block user="sip:alice@%s"/>' % DOMAIN, 0))
+    check(r.status == 200, "bob blocks alice %d" % r.status)
+    rlmi, res = rls_notify(alice.wait_notify(lambda m: True, what="NOTIFY after bob's block"))
+    check(list(res) == [b] and pidf_state(res[b][2]) == (["closed"], None), "bob closed to alice")
+    # list edits change the resources: a full NOTIFY; a foreign contact is pending, no part
+    r = alice.service(list_doc('<delete-contact uri="sip:dave@%s"/><set-contact uri="sip:erin@other.example"/>'
+                               % DOMAIN, 1))
+    check(r.status == 200, "list edit %d" % r.status)
+    rlmi, res = rls_notify(alice.wait_notify(lambda m: True, what="NOTIFY after the list edit"))
+    e = "sip:erin@other.example"
+    check(rlmi.get("fullState") == "true" and set(res) == {b, c, e}, "after edit: %s" % list(res))
+    check(res[e][0]["state"] == "pending" and res[e][2] is None, "foreign contact: %s" % (res[e][0],))
+    # dave is no longer a member: his change sends nothing
+    dave.publish(pidf("dave@" + DOMAIN, "open", "busy"))
+    alice.drain(0.5)
+    # kill -9 and restart: the subscription resumes with the full state, changes go on
+    srv.kill9()
+    srv.start()
+    rlmi, res = rls_notify(alice.wait_notify(lambda m: True, timeout=5, what="RLS NOTIFY after restart"))
+    check(rlmi.get("fullState") == "true" and set(res) == {b, c, e} and int(rlmi.get("version")) >= 4,
+          "after restart: %s %s" % (rlmi.attrib, list(res)))
+    check(pidf_state(res[c][2]) == (["open"], "away"), "carol still away")
+    r = carol.publish(pidf("carol@" + DOMAIN, "open", "busy"), etag=carol_etag)
+    check(r.status == 200, "carol after restart %d" % r.status)
+    rlmi, res = rls_notify(alice.wait_notify(lambda m: True, what="partial after restart"))
+    check(rlmi.get("fullState") == "false" and pidf_state(res[c][2]) == (["open"], "busy"), "carol busy")
+    # the dialog still refreshes (no Supported needed in-dialog), and ends with terminated
+    r = alice.subscribe(LIST_URI, expires=300, dialog=dialog)
+    check(r.status == 200 and r.hdr("require") == "eventlist", "refresh %d" % r.status)
+    rlmi, res = rls_notify(alice.wait_notify(lambda m: True, what="NOTIFY after refresh"))
+    check(rlmi.get("fullState") == "true", "refresh gives the full state")
+    r = alice.subscribe(LIST_URI, expires=0, dialog=dialog)
+    check(r.status == 200, "unsubscribe %d" % r.status)
+    n = alice.wait_notify(lambda m: m.hdr("subscription-state").startswith("terminated"), what="terminated")
+    rls_notify(n)
 
 
 def main():

@@ -126,8 +126,8 @@ class UA:
         assert r.status == 200, "REGISTER got %d" % r.status
         return r
 
-    def subscribe(self, target, event="presence", expires=600, dialog=None):
-        hdrs = ["Event: %s" % event, "Expires: %d" % expires]
+    def subscribe(self, target, event="presence", expires=600, dialog=None, extra=None):
+        hdrs = ["Event: %s" % event, "Expires: %d" % expires] + list(extra or [])
         if dialog:
             return self.request("SUBSCRIBE", dialog["target"], hdrs, call_id=dialog["call_id"],
                                 from_tag=dialog["from_tag"], to_tag=dialog["to_tag"],
@@ -183,3 +183,28 @@ def pidf(entity, basic="open", activity=None, note=None, tuple_id="t1"):
             'xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="sip:%s">'
             '<tuple id="%s"><status><basic>%s</basic></status>%s</tuple>%s</presence>'
             % (entity, tuple_id, basic, "<note>%s</note>" % note if note else "", person))
+
+
+def multipart(ctype, body):
+    """Splits a multipart/related body (RFC 2046 §5.1, RFC 2387) into its Content-Type
+    parameters and its parts [(headers dict, body)]; asserts the framing."""
+    params = {}
+    for p in ctype.split(";")[1:]:
+        k, _, v = p.strip().partition("=")
+        params[k.lower()] = v.strip('"')
+    b = params["boundary"]
+    assert body.startswith("--" + b + "\r\n"), "body must open with the boundary"
+    end = "\r\n--" + b + "--"
+    trimmed = body.rstrip("\r\n")
+    assert trimmed.endswith(end), "body must close with the boundary"
+    inner = trimmed[len("--" + b + "\r\n"):-len(end)]
+    parts = []
+    for chunk in inner.split("\r\n--" + b + "\r\n"):
+        head, sep, pbody = chunk.partition("\r\n\r\n")
+        assert sep, "a part without a header/body separator"
+        hdrs = {}
+        for line in head.split("\r\n"):
+            k, _, v = line.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        parts.append((hdrs, pbody))
+    return params, parts
