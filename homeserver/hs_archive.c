@@ -6,14 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "util/cfg.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/metrics.h"
 
-#define ARCHIVE_BATCH 512          /* records per transaction at most */
+#define ARCHIVE_BATCH 512               /* records per transaction at most */
+#define ARCHIVE_BUSY_SLEEP_US 20000     /* between attempts on a locked database */
+#define ARCHIVE_STOP_RETRY_MS 10000     /* a locked database at exit: retried this long */
 
 struct archive_settings {
     bool on;
@@ -59,7 +63,8 @@ struct hs_archive {
     pthread_cond_t cv;
     struct rec *head, **tail;     /* the queue (mu) */
     size_t count;                 /* records on the queue (mu) */
-    bool stop;                    /* (mu) */
+    bool stop;                    /* (mu; read atomically by the writer while it retries) */
+    bool behind;                  /* the queue filled up and has not drained to half yet (mu) */
     struct hs_archive_stats st;   /* updated with __atomic */
 };
 
@@ -92,15 +97,25 @@ static const char *const SCHEMA =
     "  from_uri TEXT, to_uri TEXT, call_id TEXT);"
     "CREATE INDEX IF NOT EXISTS calls_call_id ON calls(call_id);";
 
-/* Writes <batch> in one transaction. Returns how many were written. */
-static size_t
-write_batch(struct hs_archive *a, struct rec *batch, sqlite3_stmt *msg_st, sqlite3_stmt *call_st)
+/* A write that failed only because another connection holds the database: retried. */
+static bool
+busy_rc(int rc)
 {
-    size_t n = 0, total = 0;
+    rc &= 0xff;   /* primary code of an extended result */
+    return rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
+}
 
-    for (struct rec *r = batch; r; r = r->next)
-        total++;
-    if (sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+/*
+ * Writes <batch> in one transaction. 0 = committed; 1 = the database is busy (locked
+ * by another connection, after the busy timeout): nothing written, try again; -1 = an
+ * error (logged): nothing written.
+ */
+static int
+write_batch_once(struct hs_archive *a, struct rec *batch, sqlite3_stmt *msg_st, sqlite3_stmt *call_st)
+{
+    int rc;
+
+    if ((rc = sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK)
         goto fail;
     for (struct rec *r = batch; r; r = r->next) {
         sqlite3_stmt *st = r->kind == REC_MESSAGE ? msg_st : call_st;
@@ -116,22 +131,61 @@ write_batch(struct hs_archive *a, struct rec *batch, sqlite3_stmt *msg_st, sqlit
         sqlite3_bind_text(st, i++, r->call_id, -1, SQLITE_STATIC);
         if (r->kind == REC_MESSAGE)
             sqlite3_bind_blob(st, i++, r->body ? r->body : "", (int)r->body_len, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE) {
-            log_err("archive: insert failed: %s", sqlite3_errmsg(a->db));
-            sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
-            goto fail;
+        if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
+            sqlite3_reset(st);
+            goto rollback;
         }
-        n++;
     }
-    if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        log_err("archive: commit failed: %s", sqlite3_errmsg(a->db));
-        sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
-        goto fail;
-    }
-    stat_add(&a->st.batches, 1);
-    return n;
+    sqlite3_reset(msg_st);
+    sqlite3_reset(call_st);
+    if ((rc = sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
+        goto rollback;
+    return 0;
+rollback:
+    sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
 fail:
-    stat_add(&a->st.lost, total);
+    if (busy_rc(rc))
+        return 1;
+    log_err("archive write failed: %s", sqlite3_errmsg(a->db));
+    return -1;
+}
+
+/*
+ * Writes <batch> (<n> records), retrying while the database is busy: the queue fills
+ * meanwhile, which is what --archive-critical is for. Once the server is stopping, a
+ * busy database is retried for ARCHIVE_STOP_RETRY_MS at most. Returns how many were written.
+ */
+static size_t
+write_batch(struct hs_archive *a, struct rec *batch, size_t n, sqlite3_stmt *msg_st, sqlite3_stmt *call_st)
+{
+    int64_t give_up = 0;
+    bool warned = false;
+
+    for (;;) {
+        int rc = write_batch_once(a, batch, msg_st, call_st);
+        if (rc == 0) {
+            stat_add(&a->st.batches, 1);
+            if (warned)
+                log_warn("the archive database is writable again");
+            return n;
+        }
+        if (rc < 0)
+            break;
+        if (!warned) {
+            log_warn("the archive database is locked by another process; retrying");
+            warned = true;
+        }
+        if (__atomic_load_n(&a->stop, __ATOMIC_RELAXED)) {
+            int64_t now = (int64_t)clock_mono_ms();
+            if (give_up == 0)
+                give_up = now + ARCHIVE_STOP_RETRY_MS;
+            else if (now >= give_up)
+                break;
+        }
+        usleep(ARCHIVE_BUSY_SLEEP_US);
+    }
+    log_err("%zu archive records lost", n);
+    stat_add(&a->st.lost, n);
     return 0;
 }
 
@@ -153,7 +207,7 @@ worker_main(void *arg)
     for (;;) {
         struct rec *batch = NULL, **bt = &batch;
         size_t n = 0;
-        bool stop;
+        bool stop, caught_up;
 
         pthread_mutex_lock(&a->mu);
         while (a->head == NULL && !a->stop)
@@ -170,9 +224,14 @@ worker_main(void *arg)
             a->tail = &a->head;
         a->count -= n;
         stop = a->stop && a->head == NULL;
+        caught_up = a->behind && a->count <= (size_t)arch_set.queue / 2;
+        if (caught_up)
+            a->behind = false;
         pthread_mutex_unlock(&a->mu);
+        if (caught_up)
+            log_info("caught up (the archive queue drained to half)");
         if (batch) {
-            size_t w = msg_st && call_st ? write_batch(a, batch, msg_st, call_st) : 0;
+            size_t w = msg_st && call_st ? write_batch(a, batch, n, msg_st, call_st) : 0;
             if (!(msg_st && call_st))
                 stat_add(&a->st.lost, n);
             stat_add(&a->st.written, w);
@@ -190,11 +249,14 @@ worker_main(void *arg)
     return NULL;
 }
 
-/* Queues <r> (takes it). false when the queue is full (<r> freed). */
+/*
+ * Queues <r> (takes it). false when the queue is full (<r> freed). The first refusal
+ * of an episode is logged; the writer ends the episode when the queue has drained to half.
+ */
 static bool
 enqueue(struct hs_archive *a, struct rec *r)
 {
-    bool ok;
+    bool ok, log_full = false;
 
     pthread_mutex_lock(&a->mu);
     ok = a->count < (size_t)arch_set.queue;
@@ -203,6 +265,9 @@ enqueue(struct hs_archive *a, struct rec *r)
         a->tail = &r->next;
         a->count++;
         pthread_cond_signal(&a->cv);
+    } else if (!a->behind) {
+        a->behind = true;
+        log_full = true;
     }
     pthread_mutex_unlock(&a->mu);
     if (ok) {
@@ -211,6 +276,9 @@ enqueue(struct hs_archive *a, struct rec *r)
         stat_add(&a->st.queue_full, 1);
         rec_free(r);
     }
+    if (log_full)
+        log_warn("cannot keep up: the archive queue is full (%lld records); %s", arch_set.queue,
+                 arch_set.critical ? "new MESSAGEs are answered 503 (--archive-critical)" : "records are lost");
     return ok;
 }
 
@@ -333,7 +401,7 @@ hs_archive_start(struct hs_archive *a, struct px *px, const char *data_dir, char
         snprintf(err, errlen, "archive %s: %s", path, a->db ? sqlite3_errmsg(a->db) : "cannot open");
         return -1;
     }
-    sqlite3_busy_timeout(a->db, 5000);
+    sqlite3_busy_timeout(a->db, 100);   /* then write_batch() retries: never gives up while running */
     if (sqlite3_exec(a->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, errlen, "archive %s: %s", path, msg ? msg : "schema");
         sqlite3_free(msg);
@@ -373,6 +441,25 @@ STAT_FN(refused)
 STAT_FN(lost)
 
 static double
+m_behind(void *arg)
+{
+    struct hs_archive *a = arg;
+    bool b;
+
+    pthread_mutex_lock(&a->mu);
+    b = a->behind;
+    pthread_mutex_unlock(&a->mu);
+    return b ? 1 : 0;
+}
+
+static double
+m_limit(void *arg)
+{
+    (void)arg;
+    return (double)arch_set.queue;
+}
+
+static double
 m_depth(void *arg)
 {
     struct hs_archive *a = arg;
@@ -397,6 +484,11 @@ hs_archive_metrics(struct hs_archive *a, struct metrics *m)
                        m_refused, a);
     metrics_counter_fn(m, "parley_archive_lost_total", "records not archived", m_lost, a);
     metrics_gauge_fn(m, "parley_archive_queue_depth", "records waiting for the archive writer", m_depth, a);
+    metrics_gauge_fn(m, "parley_archive_queue_limit", "records the archive queue holds at most (--archive-queue)",
+                     m_limit, a);
+    metrics_gauge_fn(m, "parley_archive_behind",
+                     "1 while the archive cannot keep up (its queue filled and has not drained to half)", m_behind,
+                     a);
 }
 
 void
@@ -406,7 +498,7 @@ hs_archive_free(struct hs_archive *a)
         return;
     if (a->running) {
         pthread_mutex_lock(&a->mu);
-        a->stop = true;
+        __atomic_store_n(&a->stop, true, __ATOMIC_RELAXED);
         pthread_cond_signal(&a->cv);
         pthread_mutex_unlock(&a->mu);
         pthread_join(a->worker, NULL);

@@ -5,10 +5,14 @@
  * its own (<data-dir>/archive.db, WAL), separate from the server's store.
  *
  * The loop never waits for the disk: records go on a bounded queue (--archive-queue)
- * that a worker thread drains in batches, one transaction per batch. A full queue is
- * counted in /metrics (parley_archive_queue_full_total); with --archive-critical a
- * MESSAGE that cannot be queued is answered 503 instead of being delivered unrecorded
- * (setup/teardown records of calls are counted as lost: a call is not refused).
+ * that a worker thread drains in batches, one transaction per batch. A database locked
+ * by another process is retried (the queue fills meanwhile), not given up. When the
+ * archive cannot keep up, /metrics says so (parley_archive_behind 1,
+ * parley_archive_queue_full_total, parley_archive_queue_depth against
+ * parley_archive_queue_limit) and the log has one line per episode; with
+ * --archive-critical a MESSAGE that cannot be queued is answered 503 instead of being
+ * delivered unrecorded (setup/teardown records of calls are counted as lost: a call
+ * is not refused).
  *
  * Life: hs_archive_new() before cfg_load() (settings, section "archive"),
  * hs_archive_start() once the proxy exists (opens the DB, starts the worker, installs

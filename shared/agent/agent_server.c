@@ -28,6 +28,27 @@
 #define PEND_BUCKETS 4096
 #define MAX_HELD 16           /* responses held for one request (provisionals + final) */
 
+/*
+ * Round-trip histogram (µs), log-linear: values below RTT_SUB exactly, above that
+ * RTT_SUB buckets per power of two (resolution 1/RTT_SUB, about 6 %), up to 2^40 µs.
+ */
+#define RTT_SUB_BITS 4
+#define RTT_SUB (1u << RTT_SUB_BITS)
+#define RTT_MAX_EXP 40
+#define RTT_BUCKETS (RTT_SUB + (RTT_MAX_EXP - RTT_SUB_BITS + 1) * RTT_SUB)
+
+struct rtt_hist {
+    uint64_t bucket[RTT_BUCKETS];
+    uint64_t count;
+    uint64_t sum_us;
+};
+
+struct agent_server;
+struct rtt_quantile {         /* the argument of one quantile series */
+    struct agent_server *srv;
+    double q;
+};
+
 struct agent_settings {
     char *socket;
     char *secret;
@@ -88,6 +109,8 @@ struct pend {
     struct pend *hnext;           /* hash chain */
     struct pend *cprev, *cnext;   /* connection list */
     struct pend *dnext;           /* reaper list */
+    uint64_t sent_us;             /* when the REQUEST frame was queued (monotonic µs) */
+    bool timed;                   /* its round trip is in the histogram */
 };
 
 /*
@@ -118,9 +141,65 @@ struct agent_server {
     uint64_t next_id, next_conn;
     bool shutting_down, freeing;
     struct agent_server_stats stats;
+    struct rtt_hist rtt;
+    struct rtt_quantile rtt_q[3];
 };
 
 /* ------------------------------------------------------------------ helpers */
+
+static uint64_t
+mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static unsigned
+rtt_index(uint64_t us)
+{
+    unsigned e;
+
+    if (us < RTT_SUB)
+        return (unsigned)us;
+    e = 63u - (unsigned)__builtin_clzll(us);   /* us >= RTT_SUB: e >= RTT_SUB_BITS */
+    if (e > RTT_MAX_EXP)
+        return RTT_BUCKETS - 1;
+    return RTT_SUB + (e - RTT_SUB_BITS) * RTT_SUB + (unsigned)((us >> (e - RTT_SUB_BITS)) & (RTT_SUB - 1));
+}
+
+/* The middle of bucket <i>, µs. */
+static double
+rtt_value(unsigned i)
+{
+    unsigned e, sub;
+    double lo, width;
+
+    if (i < RTT_SUB)
+        return (double)i;
+    e = (i - RTT_SUB) / RTT_SUB + RTT_SUB_BITS;
+    sub = (i - RTT_SUB) % RTT_SUB;
+    width = (double)(1ull << (e - RTT_SUB_BITS));
+    lo = (double)(RTT_SUB + sub) * width;
+    return lo + (width - 1) / 2;
+}
+
+/* The agent acted on <p> (its first PROXY, FORK or RESPOND): one round trip. */
+static void
+rtt_note(struct pend *p)
+{
+    struct rtt_hist *h = &p->srv->rtt;
+    uint64_t us;
+
+    if (p->timed)
+        return;
+    p->timed = true;
+    us = mono_us() - p->sent_us;
+    h->bucket[rtt_index(us)]++;
+    h->count++;
+    h->sum_us += us;
+}
 
 static struct pend *
 pend_find(struct agent_server *srv, uint64_t id)
@@ -585,6 +664,7 @@ on_frame(struct agent_conn *conn, const struct agent_msg *m, const char **why)
         struct sip_msg *resp;
         if (p->state != P_WAIT || m->status < 200)
             return 0;
+        rtt_note(p);
         resp = px_reply_build(p->req, (int)m->status, m->reason);
         if (resp == NULL) {
             px_reply(p->req, 500, NULL);
@@ -607,6 +687,7 @@ on_frame(struct agent_conn *conn, const struct agent_msg *m, const char **why)
         unsigned added = 0;
         if (p->state != P_WAIT)
             return 0;
+        rtt_note(p);
         if (apply_edits(msg, m, false) != 0) {
             log_info("agent %s: %s header edits refused (forbidden or malformed): 500", conn->app,
                      agent_type_name(m->type));
@@ -902,6 +983,7 @@ agent_server_dispatch(struct agent_server *srv, struct px_req *req, const char *
     p->req = req;
     p->critical = critical || conn->critical;
     p->held_tail = &p->held;
+    p->sent_us = mono_us();
     memset(&m, 0, sizeof m);
     m.type = AGENT_REQUEST;
     m.id = p->id;
@@ -968,6 +1050,50 @@ STAT_FN(passed_on)
 STAT_FN(answered_503)
 STAT_FN(connected)
 
+double
+agent_server_rtt_quantile(const struct agent_server *srv, double q)
+{
+    const struct rtt_hist *h = &srv->rtt;
+    uint64_t rank, seen = 0;
+
+    if (h->count == 0)
+        return 0;
+    if (q < 0)
+        q = 0;
+    if (q > 1)
+        q = 1;
+    rank = (uint64_t)(q * (double)h->count + 0.999999);   /* nearest-rank, 1-based */
+    if (rank == 0)
+        rank = 1;
+    for (unsigned i = 0; i < RTT_BUCKETS; i++) {
+        seen += h->bucket[i];
+        if (seen >= rank)
+            return rtt_value(i) / 1e6;
+    }
+    return rtt_value(RTT_BUCKETS - 1) / 1e6;
+}
+
+static double
+m_rtt_quantile(void *arg)
+{
+    struct rtt_quantile *rq = arg;
+    return agent_server_rtt_quantile(rq->srv, rq->q);
+}
+
+static double
+m_rtt_count(void *arg)
+{
+    struct agent_server *srv = arg;
+    return (double)srv->rtt.count;
+}
+
+static double
+m_rtt_sum(void *arg)
+{
+    struct agent_server *srv = arg;
+    return (double)srv->rtt.sum_us / 1e6;
+}
+
 void
 agent_server_metrics(struct agent_server *srv, struct metrics *m)
 {
@@ -986,6 +1112,22 @@ agent_server_metrics(struct agent_server *srv, struct metrics *m)
     metrics_counter_fn(m, "parley_agent_answered_503_total", "requests answered 503 after their agent left",
                        m_answered_503, srv);
     metrics_gauge_fn(m, "parley_agents_connected", "registered agents", m_connected, srv);
+    {
+        static const char *const qname[3] = {"0.5", "0.9", "0.99"};
+        static const double qval[3] = {0.5, 0.9, 0.99};
+        for (unsigned i = 0; i < 3; i++) {
+            srv->rtt_q[i].srv = srv;
+            srv->rtt_q[i].q = qval[i];
+            metrics_gauge_fn_labels(m, "parley_agent_round_trip_seconds",
+                                    "time from Dispatch() to the agent's action on the request, quantile "
+                                    "over the server's life (histogram, 6 % resolution)",
+                                    m_rtt_quantile, &srv->rtt_q[i], "quantile", qname[i]);
+        }
+    }
+    metrics_counter_fn(m, "parley_agent_round_trips_total", "requests an agent acted on (round trips measured)",
+                       m_rtt_count, srv);
+    metrics_counter_fn(m, "parley_agent_round_trip_seconds_total", "sum of the measured round trips",
+                       m_rtt_sum, srv);
 }
 
 void

@@ -72,6 +72,14 @@ bool agent_server_dispatch(struct agent_server *srv, struct px_req *req, const c
 /* SIGTERM: tells every agent (EVENT shutdown) and stops accepting new agents. */
 void agent_server_shutdown(struct agent_server *srv);
 const struct agent_server_stats *agent_server_stats(const struct agent_server *srv);
+/*
+ * Round trip of dispatched requests: from the REQUEST frame queued (Dispatch()) to the
+ * agent's first PROXY, FORK or RESPOND for it (TRYING does not count), measured on the
+ * loop thread with the monotonic clock. Quantile <q> (0..1) over the server's life, in
+ * seconds (log-linear histogram, about 6 % resolution); 0 when nothing was measured.
+ * Exported as parley_agent_round_trip_seconds{quantile="0.5"|"0.9"|"0.99"}.
+ */
+double agent_server_rtt_quantile(const struct agent_server *srv, double q);
 /* Adds the parley_agent_* series to <m>. */
 void agent_server_metrics(struct agent_server *srv, struct metrics *m);
 /* Closes every agent connection (requests as on a disconnect) and frees. Accepts NULL. */

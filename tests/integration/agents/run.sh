@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Integration tests of agents (shared/agent, agents/) and archiving (homeserver/hs_archive.c).
 #   usage: run.sh CASE    (HS_BIN = parley-homeserver, AGENT_BIN = test_agent, EX_DIR = examples)
-# Cases: respond, trying, timeout, stall, critical, kill, garbage, examples, archive
+# Cases: respond, trying, timeout, stall, critical, kill, garbage, examples, archive, archive_full
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 SCEN=$HERE/scenarios
@@ -72,7 +72,10 @@ respond)
   echo "$out" | grep -q "x-agent: test_agent" || fail "the agent's header is missing: $out"
   grep -q "^request MESSAGE" "$EV" || fail "the agent saw no MESSAGE"
   [ "$(metric parley_agent_dispatched_total)" = 1 ] || fail "dispatched_total != 1"
-  pass "dispatched MESSAGE answered 200 by the agent"
+  [ "$(metric parley_agent_round_trips_total)" = 1 ] || fail "round_trips_total != 1"
+  rtt=$(metric 'parley_agent_round_trip_seconds{quantile="0.99"}')
+  python3 -c "import sys; sys.exit(0 if 0 < float('$rtt') < 5 else 1)" || fail "round trip p99 '$rtt' not in (0, 5) s"
+  pass "dispatched MESSAGE answered 200 by the agent (round trip ${rtt}s)"
   ;;
 trying)
   # an INVITE held 6 s with TRYING every 2 s outlives a 3 s transaction lifetime
@@ -215,19 +218,105 @@ EOT
   pass "examples: msglog logs and passes, ftscan 488 on a blocked file, voicemail 302 after hours"
   ;;
 archive)
-  # every MESSAGE of a sipp run is in the archive (N messages; 2,000 in CI)
-  N=${ARCHIVE_N:-2000}
+  # every MESSAGE of a 10,000-MESSAGE sipp run is one archive row with from/to/time/body,
+  # every call has a setup (INVITE 2xx) and a teardown (BYE) row, and /metrics shows
+  # nothing lost. ARCHIVE_N / ARCHIVE_CALLS / ARCHIVE_RATE override the defaults.
+  N=${ARCHIVE_N:-10000}; C=${ARCHIVE_CALLS:-200}; RATE=${ARCHIVE_RATE:-500}
   echo "" > "$TEST_TMP/chain.conf"
+  CALL_PORT=$(free_port)
   sipp_bg uas -sf "$SCEN/uas_msg.xml" -i 127.0.0.1 -p "$UAS_PORT" -m "$N"
+  sipp_bg uas_call -sf "$SCEN/uas_call.xml" -i 127.0.0.1 -p "$CALL_PORT" -m "$C"
   HS_PORT=$(free_port); relay_setup
-  hs_start --app-chain none --archive "${RELAY_ARGS[@]}"
-  sipp_run uac 120 "127.0.0.1:$RELAY_PORT" -sf "$SCEN/uac_msg.xml" -key uas_port "$UAS_PORT" \
-    -i 127.0.0.1 -p "$(free_port)" -m "$N" -r 500 -l 200 || fail "sipp: $(sipp_summary uac)"
-  for ((i = 0; i < 100; i++)); do [ "$(metric parley_archive_written_total)" = "$N" ] && break; sleep 0.05; done
-  hs_stop
-  rows=$(sqlite3 "$HS_DATA/archive.db" "SELECT count(*), count(DISTINCT call_id) FROM messages")
-  [ "$rows" = "$N|$N" ] || fail "archive rows (count|distinct) = $rows, expected $N|$N"
-  pass "archive: $N MESSAGEs, $N rows"
+  hs_start --app-chain none --archive --log-level warn "${RELAY_ARGS[@]}"
+  t0=$(date +%s%3N)
+  sipp_run uac $((N / RATE + 40)) "127.0.0.1:$RELAY_PORT" -sf "$SCEN/uac_msg.xml" -key uas_port "$UAS_PORT" \
+    -i 127.0.0.1 -p "$(free_port)" -m "$N" -r "$RATE" -l 2000 || fail "sipp MESSAGE: $(sipp_summary uac)"
+  sipp_run uac_call 30 "127.0.0.1:$RELAY_PORT" -sf "$SCEN/uac_call.xml" -key uas_port "$CALL_PORT" \
+    -i 127.0.0.1 -p "$(free_port)" -m "$C" -r 100 -l 200 || fail "sipp calls: $(sipp_summary uac_call)"
+  t1=$(date +%s%3N)
+  total=$((N + 2 * C))
+  for ((i = 0; i < 200; i++)); do [ "$(metric parley_archive_written_total)" = "$total" ] && break; sleep 0.05; done
+  for m in queued_total:$total written_total:$total lost_total:0 queue_full_total:0 refused_total:0 behind:0 \
+           queue_depth:0; do
+    v=$(metric "parley_archive_${m%%:*}")
+    [ "$v" = "${m#*:}" ] || fail "parley_archive_${m%%:*} = '$v', expected ${m#*:}"
+  done
+  hs_stop || fail "the server did not stop on SIGTERM"
+  DB=$HS_DATA/archive.db
+  q() { sqlite3 "$DB" "$1"; }
+  rows=$(q "SELECT count(*), count(DISTINCT call_id), count(DISTINCT CAST(body AS TEXT)) FROM messages")
+  [ "$rows" = "$N|$N|$N" ] || fail "messages (rows|call-ids|bodies) = $rows, expected $N|$N|$N"
+  bad=$(q "SELECT count(*) FROM messages WHERE from_uri IS NOT 'sip:sender@example.com'
+             OR to_uri IS NOT 'sip:uas@127.0.0.1:$UAS_PORT' OR ts_ms < $t0 OR ts_ms > $t1
+             OR CAST(body AS TEXT) NOT GLOB 'message number [0-9]*'")
+  [ "$bad" = 0 ] || fail "$bad message rows lack from/to/time/body: $(q "SELECT * FROM messages LIMIT 3")"
+  calls=$(q "SELECT event, count(*), count(DISTINCT call_id) FROM calls WHERE status IS NOT NULL
+               AND from_uri = 'sip:caller@example.com' AND to_uri = 'sip:callee@127.0.0.1:$CALL_PORT'
+               AND ts_ms BETWEEN $t0 AND $t1 GROUP BY event ORDER BY event" | tr '\n' ' ')
+  [ "$calls" = "setup|$C|$C teardown|$C|$C " ] || fail "call rows = '$calls', expected setup and teardown x $C"
+  paired=$(q "SELECT count(*) FROM calls s JOIN calls t ON s.call_id = t.call_id
+                WHERE s.event = 'setup' AND s.status = 200 AND t.event = 'teardown' AND t.ts_ms >= s.ts_ms")
+  [ "$paired" = "$C" ] || fail "$paired calls have a 200 setup followed by a teardown, expected $C"
+  pass "archive: $N MESSAGEs at $RATE/s = $N rows (from/to/time/body), $C calls = $C setup + $C teardown rows, 0 lost"
+  ;;
+archive_full)
+  # the archive cannot keep up (another process holds its database): /metrics and the log
+  # say so; not critical: MESSAGEs are still delivered and the records lost are counted;
+  # critical: new MESSAGEs are answered 503, every delivered one is archived, none lost
+  echo "" > "$TEST_TMP/chain.conf"
+  sipp_bg uas -sf "$SCEN/uas_msg.xml" -i 127.0.0.1 -p "$UAS_PORT"
+  for crit in no yes; do
+    HS_PORT=$(free_port); HS_ADMIN_PORT=; HS_DATA=$TEST_TMP/data-$crit; relay_setup
+    args=(--archive --archive-queue 4); [ $crit = yes ] && args+=(--archive-critical)
+    hs_start --app-chain none "${args[@]}" "${RELAY_ARGS[@]}"
+    rm -f "$TEST_TMP/locked" "$TEST_TMP/unlock"
+    cat > "$TEST_TMP/locker.py" <<'PY'
+import os, sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+open(sys.argv[2], "w").close()
+end = time.time() + 30
+while not os.path.exists(sys.argv[3]) and time.time() < end:
+    time.sleep(0.02)
+db.execute("COMMIT")
+PY
+    bg "locker-$crit" python3 "$TEST_TMP/locker.py" "$HS_DATA/archive.db" "$TEST_TMP/locked" "$TEST_TMP/unlock"
+    LPID=$LAST_PID
+    for ((i = 0; i < 100; i++)); do [ -e "$TEST_TMP/locked" ] && break; sleep 0.05; done
+    [ -e "$TEST_TMP/locked" ] || fail "could not lock the archive"
+    res=$($UAC many "127.0.0.1:$RELAY_PORT" MESSAGE "$RURI" 20 10)
+    read -r n200 n503 < <(echo "$res" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("200",0), d.get("503",0))')
+    [ "$(metric parley_archive_behind)" = 1 ] || fail "[$crit] parley_archive_behind is not 1 with a full queue"
+    [ "$(metric parley_archive_queue_depth)" = 4 ] || fail "[$crit] queue depth $(metric parley_archive_queue_depth), expected 4"
+    [ "$(metric parley_archive_queue_limit)" = 4 ] || fail "[$crit] queue limit not shown"
+    full=$(metric parley_archive_queue_full_total)
+    [ "${full:-0}" -ge 1 ] || fail "[$crit] queue_full_total = '$full'"
+    grep -q "cannot keep up: the archive queue is full" "$TEST_TMP/homeserver.log" || fail "[$crit] no log line"
+    for ((i = 0; i < 100; i++)); do grep -q "locked by another process; retrying" "$TEST_TMP/homeserver.log" && break; sleep 0.05; done
+    grep -q "locked by another process; retrying" "$TEST_TMP/homeserver.log" || fail "[$crit] the writer did not retry"
+    if [ $crit = yes ]; then
+      [ "$n503" -ge 1 ] && [ $((n200 + n503)) = 20 ] || fail "[critical] expected 200s and 503s only: $res"
+      [ "$(metric parley_archive_refused_total)" = "$n503" ] || fail "[critical] refused_total != $n503"
+    else
+      [ "$n200" = 20 ] || fail "[not critical] every MESSAGE is still delivered: $res"
+      [ "$(metric parley_archive_lost_total)" = "$full" ] || fail "[not critical] lost_total != queue_full_total"
+    fi
+    touch "$TEST_TMP/unlock"
+    wait_gone "$LPID" 10 || fail "the locker did not finish"
+    queued=$(metric parley_archive_queued_total)
+    for ((i = 0; i < 200; i++)); do [ "$(metric parley_archive_written_total)" = "$queued" ] && break; sleep 0.05; done
+    [ "$(metric parley_archive_written_total)" = "$queued" ] || fail "[$crit] the queue did not drain after the lock"
+    [ "$(metric parley_archive_behind)" = 0 ] || fail "[$crit] still behind after draining"
+    hs_stop || fail "[$crit] the server did not stop"
+    rows=$(sqlite3 "$HS_DATA/archive.db" "SELECT count(*) FROM messages")
+    [ "$rows" = "$queued" ] || fail "[$crit] $rows rows, $queued records queued"
+    if [ $crit = yes ]; then
+      [ "$rows" = "$n200" ] || fail "[critical] $n200 MESSAGEs delivered but $rows archived"
+      pass "archive critical, database locked: $n503 MESSAGEs answered 503, $n200 delivered = $rows rows, 0 lost"
+    else
+      pass "archive not critical, database locked: 20 delivered, $rows archived, $full lost (counted)"
+    fi
+  done
   ;;
 *)
   fail "unknown case $CASE"
