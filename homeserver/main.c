@@ -28,6 +28,7 @@
 #include "proxy/px.h"
 #include "proxy/px_trust.h"
 #include "store/store.h"
+#include "us_admin.h"
 #include "us_auth.h"
 #include "us_flood.h"
 #include "us_location.h"
@@ -725,6 +726,7 @@ main(int argc, char **argv)
         admin_http_add_health(hs.admin, "store", health_store, &hs);
         admin_http_add_health(hs.admin, "listeners", health_listeners, &hs);
         admin_http_add_route(hs.admin, "/api/registrations", api_registrations, &hs);
+        us_admin_register(hs.admin, us_services_lists(hs.svc), hs.px);   /* /api/contacts, /api/acl */
         px_trust_register_admin(hs.trust, hs.admin, NULL);
         log_info("admin endpoint on port %d", admin_http_port(hs.admin));
     }

@@ -910,3 +910,88 @@ us_lists_free(struct us_lists *l)
         }
     free(l);
 }
+
+/* ------------------------------------------------------------------ administration */
+
+void
+us_lists_foreach(const struct us_lists *l, const char *owner, us_lists_entry_fn *fn, void *arg)
+{
+    const struct ulist *u = l && owner ? find(l, owner) : NULL;
+    const struct vec *vecs[3];
+    const enum us_op_kind kinds[3] = {US_OP_GROUP_SET, US_OP_CONTACT_SET, US_OP_ACL_SET};
+
+    if (u == NULL)
+        return;
+    vecs[0] = &u->groups;
+    vecs[1] = &u->contacts;
+    vecs[2] = &u->acl;
+    for (size_t k = 0; k < 3; k++)
+        for (size_t i = 0; i < vecs[k]->n; i++) {
+            const struct entry *e = &vecs[k]->v[i];
+            struct us_op op = {kinds[k], e->key, e->name, e->groups, e->block};
+            fn(&op, arg);
+        }
+}
+
+struct edit_pending {
+    struct us_lists *l;
+    char *owner;
+    bool acl_changed;
+};
+
+/* The notification half of service_done(), for changes that came without a SIP request. */
+static void
+edit_done(int rc, void *arg)
+{
+    struct edit_pending *p = arg;
+
+    if (rc != 0)
+        log_err("the list of %s was changed but not stored", p->owner);
+    us_subs_changed(p->l->subs, US_LISTS_EVENT, p->owner);
+    if (p->acl_changed)
+        us_subs_changed(p->l->subs, "presence", p->owner);   /* design §3: applies at once */
+    free(p->owner);
+    free(p);
+}
+
+int
+us_lists_edit(struct us_lists *l, const char *owner, const struct us_service *svc, char *reason, size_t rlen)
+{
+    struct ulist *cur = find(l, owner), *nu;
+    struct edit_pending *p;
+    bool acl = false;
+    int code;
+
+    if (svc->version >= 0 && svc->version != (cur ? cur->version : 0)) {
+        snprintf(reason, rlen, "Stale List Version (current %lld)", cur ? cur->version : 0);
+        return 409;
+    }
+    if ((nu = apply(cur, owner, svc, &acl, &code, reason, rlen)) == NULL)
+        return code;
+    if ((p = calloc(1, sizeof *p)) == NULL || (p->owner = strdup(owner)) == NULL) {
+        free(p);
+        ulist_free(nu);
+        snprintf(reason, rlen, "Out Of Memory");
+        return 500;
+    }
+    if (cur)
+        replace(l, cur, nu);
+    else
+        insert(l, nu);
+    p->l = l;
+    p->acl_changed = acl;
+    persist(l, nu, edit_done, p);
+    return 0;
+}
+
+int
+us_lists_norm_user(const char *in, char *out, size_t outlen)
+{
+    return norm_uri(in, out, outlen);
+}
+
+int
+us_lists_norm_domain(const char *in, char *out, size_t outlen)
+{
+    return norm_domain(in, out, outlen);
+}

@@ -81,4 +81,36 @@ long long us_lists_version(const struct us_lists *l, const char *owner);
 void us_lists_foreach_contact(const struct us_lists *l, const char *owner,
                               void (*fn)(const char *uri, const char *name, void *arg), void *arg);
 
+/* ----------------------------------------------------------------- administration */
+
+/* One entry of a list as the set-operation that would create it (us_lists_foreach). */
+typedef void us_lists_entry_fn(const struct us_op *op, void *arg);
+
+/*
+ * Calls <fn> for every entry of <owner>'s list: US_OP_GROUP_SET (key = group id, name),
+ * US_OP_CONTACT_SET (key = "user@host", name, groups) and US_OP_ACL_SET (key =
+ * "user@host" or "domain", block), in stored order. <op> and its strings are borrowed
+ * and stay valid until the list next changes. Nothing is called for an empty list.
+ */
+void us_lists_foreach(const struct us_lists *l, const char *owner, us_lists_entry_fn *fn, void *arg);
+
+/*
+ * Applies <svc> to <owner>'s list exactly as an accepted SERVICE does (the same apply,
+ * store and notification path): atomically, version + 1, stored, then a NOTIFY to the
+ * subscribers of the list and, when the allow/block list changed, to <owner>'s presence
+ * watchers (a block applies to existing subscriptions at once). <svc->version> -1 skips
+ * the version check. Returns 0 when applied (the store write is queued; a failed commit
+ * is logged and the store turns unhealthy), else a SIP-style status with <reason>:
+ * 409 stale version, 400 bad operation (unknown group, own address), 403 a limit, 500.
+ * <svc> is borrowed.
+ */
+int us_lists_edit(struct us_lists *l, const char *owner, const struct us_service *svc, char *reason,
+                  size_t rlen);
+
+/* The normalisations SERVICE applies to its attributes: "sip:Bob@Example.com;x" ->
+ * "bob@example.com" (a user), "Example.ORG" -> "example.org" (a domain: letters, digits,
+ * '-' and '.'). 0, or -1 when <in> is not one. */
+int us_lists_norm_user(const char *in, char *out, size_t outlen);
+int us_lists_norm_domain(const char *in, char *out, size_t outlen);
+
 #endif

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/slab.h"
+
 struct us_location {
     struct us_aor **buckets;
     size_t nbuckets;          /* power of two */
@@ -39,14 +41,14 @@ us_loc_new(void)
 static void
 binding_free(struct us_binding *b)
 {
-    free(b->contact);
-    free(b->instance);
-    free(b->epid);
-    free(b->path);
-    free(b->call_id);
-    free(b->received);
-    free(b->user_agent);
-    free(b);
+    slab_free_str(b->contact);
+    slab_free_str(b->instance);
+    slab_free_str(b->epid);
+    slab_free_str(b->path);
+    slab_free_str(b->call_id);
+    slab_free_str(b->received);
+    slab_free_str(b->user_agent);
+    slab_free(b, sizeof *b);
 }
 
 void
@@ -62,8 +64,8 @@ us_loc_free(struct us_location *loc)
                 bn = b->next;
                 binding_free(b);
             }
-            free(a->aor);
-            free(a);
+            slab_free_str(a->aor);
+            slab_free(a, sizeof *a);
         }
     }
     free(loc->buckets);
@@ -111,9 +113,9 @@ us_loc_get(struct us_location *loc, const char *aor)
         return a;
     if (loc->aors >= loc->nbuckets)
         grow(loc);
-    a = calloc(1, sizeof *a);
-    if (a == NULL || (a->aor = strdup(aor)) == NULL) {
-        free(a);
+    a = slab_calloc(sizeof *a);
+    if (a == NULL || (a->aor = slab_strdup(aor)) == NULL) {
+        slab_free(a, sizeof *a);
         return NULL;
     }
     a->hash = hash_str(aor);
@@ -135,8 +137,8 @@ us_loc_release(struct us_location *loc, struct us_aor *a)
         if (*pp == a) {
             *pp = a->hnext;
             loc->aors--;
-            free(a->aor);
-            free(a);
+            slab_free_str(a->aor);
+            slab_free(a, sizeof *a);
             return;
         }
     }
@@ -163,7 +165,7 @@ us_loc_binding_find(struct us_aor *a, const char *contact, const char *instance,
 struct us_binding *
 us_loc_binding_add(struct us_location *loc, struct us_aor *a)
 {
-    struct us_binding *b = calloc(1, sizeof *b);
+    struct us_binding *b = slab_calloc(sizeof *b);
 
     if (b == NULL)
         return NULL;
@@ -193,9 +195,9 @@ us_loc_set_str(char **field, const char *v)
 {
     char *n = NULL;
 
-    if (v && (n = strdup(v)) == NULL)
+    if (v && (n = slab_strdup(v)) == NULL)
         return -1;
-    free(*field);
+    slab_free_str(*field);
     *field = n;
     return 0;
 }

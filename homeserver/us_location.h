@@ -4,7 +4,9 @@
  * the store (which makes it durable); request routing reads it.
  *
  * One hash table of AORs; each AOR holds a short list of bindings. All strings are
- * owned by the binding. Loop thread only.
+ * owned by the binding and set only with us_loc_set_str(). Entries, bindings and
+ * their strings come from the slab allocator (util/slab.h), apart from the malloc
+ * heap that transactions churn. Loop thread only.
  */
 #ifndef PARLEY_HS_US_LOCATION_H
 #define PARLEY_HS_US_LOCATION_H

@@ -7,14 +7,12 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include <event2/event.h>
 
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/mem.h"
 
 struct us_registrar {
     struct event_base *base;
@@ -24,7 +22,6 @@ struct us_registrar {
     struct event *purge_ev;
     us_registrar_change_fn *change_fn;   /* us_registrar_on_change() */
     void *change_arg;
-    unsigned trim_ticks;                 /* purge ticks since the last malloc_trim() */
 };
 
 /* A REGISTER waiting for its store commits. */
@@ -74,14 +71,10 @@ purge_cb(evutil_socket_t fd, short what, void *arg)
         log_debug("purged %zu expired bindings", n);
         store_reg_purge_expired(reg->st, now, NULL, NULL);
     }
-#ifdef __GLIBC__
-    /* Give back to the system what a burst of transactions used (glibc keeps freed
-     * memory in its heap otherwise): every 30 s, a few ms on a large heap. */
-    if (++reg->trim_ticks >= 6) {
-        reg->trim_ticks = 0;
-        malloc_trim(0);
-    }
-#endif
+    /* Give back to the system what a burst of transactions left free in the heap
+     * (glibc keeps it resident otherwise): checked every tick, trimmed when more than
+     * 4 MiB and a quarter of the heap are free. */
+    mem_trim(4u << 20);
 }
 
 struct us_registrar *

@@ -105,3 +105,9 @@ us_services_handle(struct us_services *svc, struct px_req *req, const char *aor,
     }
     return false;
 }
+
+struct us_lists *
+us_services_lists(const struct us_services *svc)
+{
+    return svc ? svc->lists : NULL;
+}

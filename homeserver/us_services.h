@@ -14,6 +14,7 @@
 #include "us_registrar.h"
 
 struct event_base;
+struct us_lists;
 struct us_services;
 
 struct us_services_opts {
@@ -37,5 +38,8 @@ void us_services_free(struct us_services *svc);
  */
 bool us_services_handle(struct us_services *svc, struct px_req *req, const char *aor,
                         enum px_verdict *v);
+
+/* The contact and allow/block lists (for the admin endpoint, us_admin.h); NULL for NULL. */
+struct us_lists *us_services_lists(const struct us_services *svc);
 
 #endif

@@ -8,6 +8,8 @@
  */
 #define LOG_MODULE "metrics"
 #include "util/metrics.h"
+#include "util/mem.h"
+#include "util/slab.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -446,6 +448,25 @@ vsize_fn(void *arg)
 }
 
 static double
+heap_fn(void *arg)
+{
+    struct mem_heap h;
+
+    if (!mem_heap_get(&h))
+        return NAN;
+    return (double)(arg ? h.free : h.in_use);
+}
+
+static double
+slab_fn(void *arg)
+{
+    struct slab_stats st;
+
+    slab_stats_get(&st);
+    return (double)(arg ? st.used : st.mapped);
+}
+
+static double
 cpu_fn(void *arg)
 {
     struct rusage ru;
@@ -525,6 +546,15 @@ metrics_add_process(struct metrics *reg)
                             "Total user and system CPU time spent in seconds.", cpu_fn, NULL) ||
         !metrics_gauge_fn(reg, "process_resident_memory_bytes", "Resident memory size in bytes.",
                           rss_fn, NULL) ||
+        !metrics_gauge_fn(reg, "parley_heap_in_use_bytes", "Bytes in allocated heap chunks (malloc).",
+                          heap_fn, NULL) ||
+        !metrics_gauge_fn(reg, "parley_heap_free_bytes",
+                          "Free bytes the allocator keeps resident (returned by the periodic trim).",
+                          heap_fn, (void *)1) ||
+        !metrics_gauge_fn(reg, "parley_slab_mapped_bytes",
+                          "Bytes mapped for long-lived small objects (registrations).", slab_fn, NULL) ||
+        !metrics_gauge_fn(reg, "parley_slab_used_bytes", "Bytes of those slabs in use.", slab_fn,
+                          (void *)1) ||
         !metrics_gauge_fn(reg, "process_virtual_memory_bytes", "Virtual memory size in bytes.",
                           vsize_fn, NULL) ||
         !metrics_gauge_fn(reg, "process_open_fds", "Number of open file descriptors.",

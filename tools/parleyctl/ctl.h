@@ -64,6 +64,19 @@ int ctl_cmd_user(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_route(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_server(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_registrations(struct ctl *ctl, int argc, char **argv);
+int ctl_cmd_contacts(struct ctl *ctl, int argc, char **argv);   /* ctl_contacts.c */
+int ctl_cmd_acl(struct ctl *ctl, int argc, char **argv);        /* ctl_acl.c */
+
+/*
+ * Sends <method> ("GET"/"POST") <path>?user=<user> (path like "/api/contacts") with the
+ * JSON <body> (borrowed; NULL for none) to the admin endpoint of <user>'s home server,
+ * found in etcd (/parley/users/<user>.home, then /parley/servers/<home>.admin), with
+ * "Authorization: Bearer <token>" when <token> is set. CTL_OK with the decoded answer
+ * in <*out> (caller owns it), else the exit code after one line on stderr: CTL_USAGE for
+ * a 400 (bad input), CTL_RUNTIME otherwise. ctl_contacts.c.
+ */
+int ctl_admin_call(struct ctl *ctl, const char *user, const char *token, const char *method,
+                   const char *path, const json_t *body, json_t **out);
 
 /* Validators shared by the commands (no side effects). */
 bool ctl_valid_name(const char *s);         /* server / route / home name: [A-Za-z0-9._-]{1,64} */

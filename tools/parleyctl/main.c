@@ -35,6 +35,10 @@ static const char usage_top[] =
     "Servers:\n"
     "  server list\n"
     "  registrations USER@DOMAIN\n"
+    "Contact lists and allow/block lists (through the user's home server):\n"
+    "  contacts USER@DOMAIN list | add CONTACT [--name N] [--group G ...] | remove CONTACT\n"
+    "  contacts USER@DOMAIN group-add G | group-rename OLD NEW | group-remove G\n"
+    "  acl USER@DOMAIN list | allow ENTRY | block ENTRY | remove ENTRY\n"
     "\n"
     "Global options: --etcd URL[,URL...] (or PARLEY_ETCD; default " DEFAULT_ETCD "),\n"
     "  --json (machine-readable output), --help (also after any command).\n"
@@ -275,6 +279,10 @@ main(int argc, char **argv)
         rc = ctl_cmd_server(&ctl, argc - i, argv + i);
     else if (strcmp(cmd, "registrations") == 0)
         rc = ctl_cmd_registrations(&ctl, argc - i, argv + i);
+    else if (strcmp(cmd, "contacts") == 0)
+        rc = ctl_cmd_contacts(&ctl, argc - i, argv + i);
+    else if (strcmp(cmd, "acl") == 0)
+        rc = ctl_cmd_acl(&ctl, argc - i, argv + i);
     else if (strcmp(cmd, "help") == 0) {
         fputs(usage_top, stdout);
         rc = CTL_OK;
