@@ -35,16 +35,29 @@
 #   MIN_RATE 50  MAX_RATE 40000  HOLD_MS 0 (call hold, sipp -d)
 #   MEM_USERS 100000  MEM_RATE 2000  MEM_SETTLE 8 (s before reading memory)
 #   PIN 1  SUT_CPUS 0  GEN_CPUS 1
-#   SUT_PORT          default 15060, or the first free of 15060-15069
+#   PORT_BASE 15060   the bench uses PORT_BASE..PORT_BASE+49 (see lib.sh)
+#   SUT_PORT          default PORT_BASE, or the first free of PORT_BASE+0..9
 #   DOMAIN example.com   (same for both servers; see kamailio/kamailio.cfg)
 #   UDP_BUF 4194304   PROBE 1  PROBE_RATE 100  N_CALLEES 1000
 #   BUILD 1  BUILD_DIR <repo>/build-bench  PARLEY_BIN  PARLEY_LOG_LEVEL err
 #   PARLEY_ARGS       more flags for parley-homeserver (e.g. --app-chain none)
+#   PARLEY_MAX_CLIENT_TX 100000  Parley's --max-client-transactions (default 10
+#                     per client address; sipp sends all users from one)
 #   PARLEY_DATA_BASE  where Parley's sqlite store goes (default: the run dir,
 #                     on disk; /dev/shm takes the disk out of the picture)
-#   PARLEY_AUTH_ARGS  flags that make Parley challenge REGISTER with the fixed
-#                     password AUTH_PASSWORD; empty (today): register_auth is
-#                     "n/a" for Parley
+#   register_auth     both servers challenge REGISTER (401, MD5, qop=auth) and
+#                     check one password, AUTH_PASSWORD, for users auth0 ..
+#                     auth<AUTH_USERS-1> (AUTH_USERS 50000; a step of more
+#                     REGISTERs wraps around to refreshes).  For Parley the
+#                     runner starts an etcd (PORT_BASE+40/41, data in the run
+#                     directory), imports those users with parleyctl, and starts
+#                     the server with PARLEY_AUTH_ARGS, by default
+#                     "--etcd URL --server-name bench-home --auth register
+#                     --auth-sha256=false" (sipp 3.6 knows MD5 only and reads
+#                     the first challenge); each step waits until the fresh
+#                     server has loaded every user.  Kamailio: kamailio.cfg
+#                     WITH_AUTH (pv_auth_check, the same password).
+#   PARLEY_AUTH_ARGS  given: used as is, and no etcd is started
 #   KAM_SHM_MB 1024  KAM_PKG_MB 16  KAM_CHILDREN 1
 #   RESULTS           default tests/bench/results/<date>[-quick]
 #   KEEP_RAW 0        1 keeps every sipp output
@@ -95,6 +108,8 @@ PARLEY_BIN=${PARLEY_BIN:-$BUILD_DIR/homeserver/parley-homeserver}
 PARLEY_LOG_LEVEL=${PARLEY_LOG_LEVEL:-err}
 PARLEY_AUTH_ARGS=${PARLEY_AUTH_ARGS:-}
 AUTH_PASSWORD=${AUTH_PASSWORD:-parley-bench-secret}
+AUTH_USERS=${AUTH_USERS:-50000}
+PARLEYCTL_BIN=${PARLEYCTL_BIN:-$BUILD_DIR/tools/parleyctl/parleyctl}
 KAM_SHM_MB=${KAM_SHM_MB:-1024}
 KAM_PKG_MB=${KAM_PKG_MB:-16}
 KAM_CHILDREN=${KAM_CHILDREN:-1}
@@ -121,7 +136,10 @@ trap cleanup EXIT
 # ---------------------------------------------------------------- preflight
 case " $SUTS " in *" kamailio "*) NEED_KAMAILIO=1;; *) NEED_KAMAILIO=0;; esac
 need_tools
-case " $SUTS " in *" parley "*) build_parley;; esac
+NEED_DIRECTORY=0
+case " $SUTS " in *" parley "*)
+  case " $SCENARIOS " in *" register_auth "*) [ -z "$PARLEY_AUTH_ARGS" ] && NEED_DIRECTORY=1;; esac
+  build_parley;; esac
 cc -O2 -Wall -Wextra -o "$PROBE_BIN" "$HERE/tools/sip-probe.c" || die "cannot build sip-probe"
 pick_ports
 
@@ -130,6 +148,13 @@ NUSERS=$(( MAX_RATE * STEP_SECONDS )); [ "$NUSERS" -lt "$MEM_USERS" ] && NUSERS=
 gen_csv user "$NUSERS" "$USERS_CSV"
 CALLEES_CSV=$RUN/callees.csv
 gen_csv callee "$N_CALLEES" "$CALLEES_CSV"
+AUTH_CSV=$RUN/auth-users.csv
+case " $SCENARIOS " in *" register_auth "*) gen_csv auth "$AUTH_USERS" "$AUTH_CSV";; esac
+if [ "$NEED_DIRECTORY" = 1 ]; then
+  start_directory "$AUTH_USERS" "$AUTH_PASSWORD" || die "no directory for register_auth"
+  PARLEY_AUTH_ARGS="--etcd $DIR_URL --server-name $PARLEY_SERVER_NAME --auth register --auth-sha256=false"
+  PARLEY_AUTH_USERS=$AUTH_USERS
+fi
 
 {
   echo "date=$(date -Is)"
@@ -146,7 +171,7 @@ gen_csv callee "$N_CALLEES" "$CALLEES_CSV"
   echo "quick=$QUICK step_seconds=$STEP_SECONDS repeats=$REPEATS bisect=$BISECT retry_failed=$RETRY_FAILED"
   echo "pin=$PIN sut_cpus=$SUT_CPUS gen_cpus=$GEN_CPUS target=$TARGET domain=$DOMAIN hold_ms=$HOLD_MS"
   echo "mem_users=$MEM_USERS mem_rate=$MEM_RATE kam_children=$KAM_CHILDREN kam_shm_mb=$KAM_SHM_MB udp_buf=$UDP_BUF"
-  echo "parley_auth_args=$PARLEY_AUTH_ARGS"
+  echo "parley_auth_args=$PARLEY_AUTH_ARGS auth_users=$AUTH_USERS"
   echo "parley_args=${PARLEY_ARGS:-}"
   echo "parley_data_base=${PARLEY_DATA_BASE:-$RUN}"
   echo "command=$(for v in QUICK SUTS SCENARIOS STEP_SECONDS REPEATS BISECT FIXED_RATES MEM_USERS PARLEY_DATA_BASE PARLEY_ARGS; do
@@ -181,9 +206,9 @@ run_step() {
   local m=$(( rate * STEP_SECONDS )) uac_sf uas_sf="" dest=$TARGET csv pmode="" auth=0 extra=()
   case $sc in
     register)      uac_sf=register.xml; csv=$USERS_CSV; pmode=register
-                   extra=(-key contact_host 127.0.0.1 -key contact_port 15079 -key expires 3600) ;;
-    register_auth) uac_sf=register_auth.xml; csv=$USERS_CSV; auth=1
-                   extra=(-key contact_host 127.0.0.1 -key contact_port 15079 -key expires 3600 -key password "$AUTH_PASSWORD") ;;
+                   extra=(-key contact_host 127.0.0.1 -key contact_port $CONTACT_PORT -key expires 3600) ;;
+    register_auth) uac_sf=register_auth.xml; csv=$AUTH_CSV; auth=1
+                   extra=(-key contact_host 127.0.0.1 -key contact_port $CONTACT_PORT -key expires 3600 -key password "$AUTH_PASSWORD") ;;
     call)          uac_sf=uac_call.xml; uas_sf=uas_call.xml; csv=$CALLEES_CSV; pmode=message ;;
     message)       uac_sf=message.xml; uas_sf=uas_message.xml; csv=$CALLEES_CSV; pmode=message ;;
     null_call)     uac_sf=uac_call.xml; uas_sf=uas_call.xml; dest=$UAS_ADDR; csv=$CALLEES_CSV ;;
@@ -207,14 +232,14 @@ run_step() {
   fi
 
   if [ -n "$uas_sf" ]; then
-    $GEN_TS sipp -sf "$HERE/sipp/$uas_sf" -p $UAS_PORT -cp 15083 -mp 15075 $SIPP_COMMON \
+    $GEN_TS sipp -sf "$HERE/sipp/$uas_sf" -p $UAS_PORT -cp $UAS_CP -mp $UAS_MP $SIPP_COMMON \
       -stf "$RAW/uas_$tag.csv" -trace_err -error_file "$RAW/uas_$tag.err" \
       -timeout $(( STEP_SECONDS * 3 + 60 )) >"$RAW/uas_$tag.out" 2>&1 &
     UAS_PID=$!
     sleep 0.5
   fi
   if [ -n "$pmode" ] && [ "$sut" != sipp ]; then
-    ( sleep 1; exec $GEN_TS "$PROBE_BIN" -t "$TARGET" -b 127.0.0.1:15078 -d "$DOMAIN" -M "$pmode" \
+    ( sleep 1; exec $GEN_TS "$PROBE_BIN" -t "$TARGET" -b 127.0.0.1:$PROBE_PORT -d "$DOMAIN" -M "$pmode" \
         -r "$PROBE_RATE" -n $(( PROBE_RATE * (STEP_SECONDS - 2) )) -w 3000 -u "probe$rep" ) >"$RAW/probe_$tag.out" 2>&1 &
     PROBE_PID=$!
   fi
@@ -225,7 +250,7 @@ run_step() {
   # second one past the end of the load.
   [ -n "$SUT_PID" ] && BT snap "$RAW/s0.json" "sut=$SUT_PID" >/dev/null
   (cd "$RAW" && exec $GEN_TS sipp "$dest" -sf "$HERE/sipp/$uac_sf" -inf "$csv" -key domain "$DOMAIN" "${extra[@]}" \
-      -p $UAC_PORT -cp 15084 -mp 15091 $SIPP_COMMON -stf "$RAW/uac_$tag.csv" -trace_rtt -rtt_freq 1000 \
+      -p $UAC_PORT -cp $UAC_CP -mp $UAC_MP $SIPP_COMMON -stf "$RAW/uac_$tag.csv" -trace_rtt -rtt_freq 1000 \
       -trace_err -error_file "$RAW/uac_$tag.err" \
       -m "$m" -r "$rate" -l $(( rate * 3 + 100 )) -d "$HOLD_MS" -recv_timeout 5000 \
       -timeout $(( STEP_SECONDS * 3 + 30 )) ) >"$RAW/uac_$tag.out" 2>&1 &
@@ -378,7 +403,7 @@ memory_test() {  # memory_test SUT: MEM_USERS distinct REGISTERs at MEM_RATE, PS
   start_sut "$sut" 0 $(( MEM_USERS / MEM_RATE + 300 )) || { keep_errors "${sut}_memory"; return 1; }
   sleep 1
   m0=$(BT mem "$SUT_PID")
-  register_users "$USERS_CSV" "$MEM_USERS" "$MEM_RATE" 15079 mem_register; ok=$REG_OK
+  register_users "$USERS_CSV" "$MEM_USERS" "$MEM_RATE" "$CONTACT_PORT" mem_register; ok=$REG_OK
   sleep "$MEM_SETTLE"   # Kamailio's tm keeps finished transactions ~5 s
   m1=$(BT mem "$SUT_PID")
   # then until the finished transactions are gone (Parley keeps a UDP
@@ -389,6 +414,9 @@ memory_test() {  # memory_test SUT: MEM_USERS distinct REGISTERs at MEM_RATE, PS
     n=$(live_tx); [ -z "$n" ] || [ "$n" -le 0 ] 2>/dev/null && break
     sleep 2; t=$(( t + 2 ))
   done
+  # and one more housekeeping period for both servers (Parley gives freed heap
+  # pages back on its 5 s tick, util/mem.h)
+  sleep 6; t=$(( t + 6 ))
   m2=$(BT mem "$SUT_PID")
   stats=$(sut_stats | tr '\t' ' ')
   count=$(kv "$stats" aors)
@@ -434,7 +462,8 @@ if [ "$MEM_USERS" -gt 0 ]; then
 fi
 
 "$PY" "$HERE/tools/report.py" "$RESULTS" >"$RESULTS/table.md" || die "report failed"
-[ "$KEEP_RAW" = 1 ] || rm -rf "$RUN/users.csv" "$RUN/callees.csv" "${PARLEY_DATA:-$RUN/parley-data}" "$RAW"/[abs]*.json \
+stop_directory
+[ "$KEEP_RAW" = 1 ] || rm -rf "$RUN/users.csv" "$RUN/callees.csv" "$AUTH_CSV" "$RUN/etcd" "${PARLEY_DATA:-$RUN/parley-data}" "$RAW"/[abs]*.json \
   "$RAW"/callees.* "$RAW"/mem_register.* "$PROBE_BIN"
 [ "$(dirname "$RESULTS")" = "$HERE/results" ] && ln -sfn "$(basename "$RESULTS")" "$HERE/results/latest"
 log "done: $RESULTS/table.md"
