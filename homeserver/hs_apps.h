@@ -3,8 +3,19 @@
  * settings, its location table and SIGHUP. The chain itself lives in shared/apps
  * (app_chain.h, app_host.h); this file adds what only the home server knows: where
  * the chain file is (--app-chain), the bindings of the users homed here
- * (us_location), and presence defaults until the presence agent exists
- * (availability 3000 "online", activity "unknown", present since registration).
+ * (us_location) with what each endpoint published (us_presence: availability,
+ * RPID activity, since when; an endpoint that published nothing is "online",
+ * availability 3000, activity "unknown", present since it registered), and the
+ * pool-wide order of the chain (etcd /parley/apps/order, `parleyctl app order`).
+ *
+ * Pool order: a JSON list of application names. When set, the applications it names
+ * come first in that order, the others of the chain file follow in the file's order;
+ * names no manifest here has are logged and skipped. Unset or empty = the chain
+ * file's order. A change re-reads the chain file (like a reload).
+ *
+ * Admin endpoint: GET /api/apps (chain file, pool order, effective order, counters per
+ * application), POST /api/apps/reload (re-reads the chain file; 400 with the error
+ * when it does not compile, the old chain stays).
  *
  * Life: hs_apps_new() before cfg_load() (registers the settings), hs_apps_start()
  * once px and the location table exist, hs_apps_reload() on SIGHUP,
@@ -45,6 +56,16 @@ void hs_apps_reload(struct hs_apps *a);
 /* Routes the scripts' Dispatch() to <srv> (agent_server.h); NULL = no agents. */
 struct agent_server;
 void hs_apps_set_agents(struct hs_apps *a, struct agent_server *srv);
+/* Endpoints() reports what endpoints published to <pa> (NULL = registration data only). */
+struct us_presence;
+void hs_apps_set_presence(struct hs_apps *a, struct us_presence *pa);
+/* Follows the pool order in <d> (NULL = none): applies the current value now and every
+ * change. hs_apps_free() does not touch <d> (it may be freed first: no callback after). */
+struct dir;
+void hs_apps_set_dir(struct hs_apps *a, struct dir *d);
+/* Adds GET /api/apps and POST /api/apps/reload to <admin> (may be NULL). */
+struct admin_http;
+void hs_apps_register_admin(struct hs_apps *a, struct admin_http *admin);
 void hs_apps_free(struct hs_apps *a);
 
 #endif

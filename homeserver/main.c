@@ -707,6 +707,7 @@ main(int argc, char **argv)
         struct us_services_opts uso = {hs.set.min_expires, hs.set.max_expires};
         if ((hs.svc = us_services_start(hs.base, hs.px, hs.st, hs.loc, hs.reg, &uso)) == NULL)
             goto out;
+        hs_apps_set_presence(hs.apps, us_services_presence(hs.svc));
     }
     if (px_trust_listen(hs.trust, err, sizeof err) != 0) {
         log_err("%s", err);
@@ -726,12 +727,14 @@ main(int argc, char **argv)
         admin_http_add_health(hs.admin, "store", health_store, &hs);
         admin_http_add_health(hs.admin, "listeners", health_listeners, &hs);
         admin_http_add_route(hs.admin, "/api/registrations", api_registrations, &hs);
+        hs_apps_register_admin(hs.apps, hs.admin);
         us_admin_register(hs.admin, us_services_lists(hs.svc), hs.px);   /* /api/contacts, /api/acl */
         px_trust_register_admin(hs.trust, hs.admin, NULL);
         log_info("admin endpoint on port %d", admin_http_port(hs.admin));
     }
     if (start_directory(&hs) != 0)
         goto out;
+    hs_apps_set_dir(hs.apps, hs.dir ? hs_dir_dir(hs.dir) : NULL);
     px_trust_set_dir(hs.trust, hs.dir ? hs_dir_dir(hs.dir) : NULL);
     hs.sig_term = evsignal_new(hs.base, SIGTERM, signal_cb, &hs);
     hs.sig_int = evsignal_new(hs.base, SIGINT, signal_cb, &hs);

@@ -589,3 +589,87 @@ us_presence_free(struct us_presence *pa)
         event_free(pa->sweep);
     free(pa);
 }
+
+/* ------------------------------------------------------------------ routing (hs_apps) */
+
+/*
+ * RFC 4480 §3.2 activities and the availability each one implies (design §4). Every name
+ * the routing sees is one of these literals, so it lives as long as the process.
+ */
+static const struct {
+    const char *name;
+    int availability;
+} activities[] = {
+    {"away", US_AVAIL_AWAY}, {"vacation", US_AVAIL_AWAY}, {"holiday", US_AVAIL_AWAY},
+    {"sleeping", US_AVAIL_AWAY}, {"meal", US_AVAIL_AWAY}, {"breakfast", US_AVAIL_AWAY},
+    {"lunch", US_AVAIL_AWAY}, {"dinner", US_AVAIL_AWAY}, {"shopping", US_AVAIL_AWAY},
+    {"permanent-absence", US_AVAIL_AWAY},
+    {"busy", US_AVAIL_BUSY}, {"on-the-phone", US_AVAIL_BUSY}, {"meeting", US_AVAIL_BUSY},
+    {"appointment", US_AVAIL_BUSY}, {"in-transit", US_AVAIL_BUSY}, {"travel", US_AVAIL_BUSY},
+    {"presentation", US_AVAIL_BUSY}, {"performance", US_AVAIL_BUSY}, {"steering", US_AVAIL_BUSY},
+    {"spectator", US_AVAIL_BUSY}, {"playing", US_AVAIL_BUSY}, {"worship", US_AVAIL_BUSY},
+    {"working", US_AVAIL_ONLINE}, {"looking-for-work", US_AVAIL_ONLINE}, {"tv", US_AVAIL_ONLINE},
+    {"other", US_AVAIL_ONLINE}, {"unknown", US_AVAIL_ONLINE},
+};
+
+/* Index in activities[] of RPID element <name> ("" = none: "unknown"; not listed: "other"). */
+static size_t
+activity_index(const char *name)
+{
+    size_t n = sizeof activities / sizeof activities[0];
+
+    if (name[0] == '\0')
+        return n - 1;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(activities[i].name, name) == 0)
+            return i;
+    return n - 2;
+}
+
+/*
+ * Parsed facts of recent publications by entity-tag: every change of a document gets a
+ * new entity-tag (RFC 3903 §6 step 7), so an entry never goes stale, and the message
+ * path parses each document once rather than on every request. Loop thread only.
+ */
+struct state_memo {
+    char etag[40];
+    int availability;
+    size_t activity;             /* index in activities[] */
+};
+static struct state_memo state_memo[128];
+
+int
+us_presence_endpoint_state(struct us_presence *pa, const char *aor, const char *received,
+                           struct us_endpoint_state *st)
+{
+    struct presentity *p;
+    struct pub *best = NULL;
+    struct state_memo *m;
+    int64_t now = clock_wall_s();
+
+    if (pa == NULL || aor == NULL || received == NULL || (p = find(pa, aor, false)) == NULL)
+        return 0;
+    for (struct pub *b = p->pubs; b; b = b->next)
+        if (b->expires_at > now && b->source && strcmp(b->source, received) == 0 &&
+            (best == NULL || b->updated > best->updated))
+            best = b;
+    if (best == NULL)
+        return 0;
+    m = &state_memo[hash(best->etag) % (sizeof state_memo / sizeof state_memo[0])];
+    if (strcmp(m->etag, best->etag) != 0) {
+        struct us_pidf_info info;
+        char err[200];
+        if (us_pidf_parse(best->doc, best->len, &info, err, sizeof err) != 0)
+            return 0;   /* accepted when published; cannot happen short of memory */
+        snprintf(m->etag, sizeof m->etag, "%s", best->etag);
+        m->activity = activity_index(info.activity);
+        /* RFC 3863 §4.1.4: closed = not reachable through this tuple; a document of only
+         * closed tuples says the endpoint is offline whatever its activity. */
+        m->availability = info.tuples > 0 && info.open == 0 ? US_AVAIL_OFFLINE
+                                                              : activities[m->activity].availability;
+    }
+    st->availability = m->availability;
+    st->activity = activities[m->activity].name;
+    st->since = best->updated;
+    return 1;
+}

@@ -47,4 +47,32 @@ void us_presence_bindings_changed(const char *aor, void *arg);
 /* The composed document of <aor> as <watcher> (NULL = no blocking) sees it; malloc'd. */
 char *us_presence_document(struct us_presence *pa, const char *aor, const char *watcher, size_t *len);
 
+/*
+ * Presence of one registered endpoint, for the routing application (hs_apps, design §4).
+ * Availability: higher is more available (the script's Endpoints() contract):
+ *   3000 online (open, no activity saying otherwise; also an endpoint that published
+ *        nothing), 2000 busy (RPID busy, on-the-phone, meeting, appointment, ...),
+ *   1000 away (RPID away, vacation, sleeping, meal, ...), 0 offline (every tuple closed).
+ */
+#define US_AVAIL_ONLINE 3000
+#define US_AVAIL_BUSY 2000
+#define US_AVAIL_AWAY 1000
+#define US_AVAIL_OFFLINE 0
+
+struct us_endpoint_state {
+    int availability;            /* US_AVAIL_* */
+    const char *activity;        /* first RPID activity of the document (RFC 4480 name, static;
+                                  * "other" for one not in RFC 4480), else "unknown" */
+    int64_t since;               /* unix seconds: when the document last changed */
+};
+
+/*
+ * The state an endpoint of <aor> published: publications are matched to a binding by
+ * the flow they came from, <received> = us_binding.received ("udp:1.2.3.4:5060"); of
+ * several live ones from that flow the newest counts. Read-only; loop thread. Returns 1
+ * with <st> filled, 0 when the endpoint published nothing live (<st> untouched).
+ */
+int us_presence_endpoint_state(struct us_presence *pa, const char *aor, const char *received,
+                               struct us_endpoint_state *st);
+
 #endif

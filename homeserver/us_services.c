@@ -20,6 +20,12 @@ struct us_services {
     struct us_rls *rls;
 };
 
+struct us_presence *
+us_services_presence(const struct us_services *svc)
+{
+    return svc ? svc->pres : NULL;
+}
+
 void
 us_services_free(struct us_services *svc)
 {

@@ -29,6 +29,8 @@ struct us_services *us_services_start(struct event_base *base, struct px *px, st
                                       const struct us_services_opts *opts);
 /* Accepts NULL. Call before px_free(). */
 void us_services_free(struct us_services *svc);
+/* The presence agent (us_presence.h), for the routing application; NULL with <svc> NULL. */
+struct us_presence *us_services_presence(const struct us_services *svc);
 
 /*
  * For a request to our user <aor>: SUBSCRIBE, PUBLISH and SERVICE are handled here

@@ -107,6 +107,34 @@ app_chain_add(struct app_chain *c, struct app_manifest *m, struct app_err *err)
     return 0;
 }
 
+int
+app_chain_reorder(struct app_chain *c, const char *const *names, size_t n)
+{
+    struct app out[APP_MAX_APPS];
+    bool taken[APP_MAX_APPS] = {false};
+    size_t k = 0;
+
+    if (c->refs != 1)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < c->n; j++)
+            if (!taken[j] && strcmp(c->apps[j].m->name, names[i]) == 0) {
+                taken[j] = true;
+                out[k++] = c->apps[j];
+                break;
+            }
+    for (size_t j = 0; j < c->n; j++)
+        if (!taken[j])
+            out[k++] = c->apps[j];
+    c->resp_mask = 0;
+    for (size_t j = 0; j < k; j++) {
+        c->apps[j] = out[j];
+        if (out[j].m->any_response)
+            c->resp_mask |= (uint64_t)1 << j;
+    }
+    return 0;
+}
+
 struct app_chain *
 app_chain_load(const char *path, struct app_err *err)
 {

@@ -72,6 +72,14 @@ int app_chain_add(struct app_chain *c, struct app_manifest *m, struct app_err *e
  */
 struct app_chain *app_chain_load(const char *path, struct app_err *err);
 
+/*
+ * Puts the applications named in <names> (the pool-wide order, `parleyctl app order`)
+ * first, in that order; the others follow in their current order. Names not in <c> are
+ * skipped (the caller reports them). Only for a chain nobody else holds (refs == 1,
+ * just loaded): returns 0, or -1 when it is shared (unchanged).
+ */
+int app_chain_reorder(struct app_chain *c, const char *const *names, size_t n);
+
 void app_chain_ref(struct app_chain *c);
 /* Drops a reference; the last one frees the chain. Accepts NULL. */
 void app_chain_unref(struct app_chain *c);

@@ -622,6 +622,19 @@ dir_route_foreach(struct dir *d, dir_route_iter_fn *fn, void *arg)
     dir_map_foreach(d->cache->routes, iter_adapt, &a);
 }
 
+const char *
+dir_apps_order(struct dir *d)
+{
+    return d->cache->apps_order;
+}
+
+void
+dir_set_apps_order_cb(struct dir *d, dir_apps_order_cb *cb, void *arg)
+{
+    d->notify.apps_order = cb;
+    d->notify.apps_order_arg = arg;
+}
+
 bool
 dir_is_ready(struct dir *d)
 {

@@ -81,6 +81,13 @@ typedef bool dir_route_iter_fn(const struct dir_route *r, void *arg);
 void dir_server_foreach(struct dir *d, dir_server_iter_fn *fn, void *arg);
 void dir_route_foreach(struct dir *d, dir_route_iter_fn *fn, void *arg);
 
+/* The raw value of /parley/apps/order (DIR_KEY_APPS_ORDER), NULL when unset. Valid until
+ * the next change callback. */
+const char *dir_apps_order(struct dir *d);
+/* <cb> (NULL = none) is called on the loop whenever that value changes (NULL = removed);
+ * the initial load from disk does not call it (read dir_apps_order()). */
+void dir_set_apps_order_cb(struct dir *d, dir_apps_order_cb *cb, void *arg);
+
 /* True once the cache holds a usable copy: synced from etcd, loaded from a disk copy
  * that was synced before, or (no etcd configured) at once. */
 bool dir_is_ready(struct dir *d);

@@ -205,6 +205,8 @@ dir_key_kind(const char *key, const char **name)
     *name = key;
     if (strcmp(key, DIR_KEY_SCHEMA) == 0)
         return DIR_KIND_SCHEMA;
+    if (strcmp(key, DIR_KEY_APPS_ORDER) == 0)
+        return DIR_KIND_APPS_ORDER;
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         size_t n = strlen(kinds[i].prefix);
         if (strncmp(key, kinds[i].prefix, n) == 0 && key[n] != '\0') {
@@ -259,7 +261,22 @@ dir_cache_free(struct dir_cache *c)
     dir_map_free(c->servers);
     dir_map_free(c->routes);
     free(c->schema);
+    free(c->apps_order);
     free(c);
+}
+
+static void
+notify_apps_order(const struct dir_notify *n, const char *value)
+{
+    if (n != NULL && n->apps_order)
+        n->apps_order(value, n->apps_order_arg);
+}
+
+/* Is <a> the same optional string as <b>? */
+static bool
+same_opt(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
 /* Same value as what the map holds? (an identical re-put is not a change) */
@@ -345,6 +362,17 @@ dir_cache_put(struct dir_cache *c, const char *key, const char *value, size_t le
             log_warn("directory schema is %.32s, this server knows \"1\"", s);
         return 0;
     }
+    if (kind == DIR_KIND_APPS_ORDER) {
+        char *s;
+        if (c->apps_order && strlen(c->apps_order) == len && memcmp(c->apps_order, value, len) == 0)
+            return 0;
+        if ((s = strndup(value, len)) == NULL)
+            return -1;
+        free(c->apps_order);
+        c->apps_order = s;
+        notify_apps_order(n, s);
+        return 0;
+    }
     if (kind == DIR_KIND_USER) {
         /* the map key is the lowercase AoR whatever case the etcd key used */
         if (strlen(name) >= sizeof lname) {
@@ -404,6 +432,14 @@ dir_cache_delete(struct dir_cache *c, const char *key, const struct dir_notify *
         c->schema = NULL;
         return;
     }
+    if (kind == DIR_KIND_APPS_ORDER) {
+        if (c->apps_order != NULL) {
+            free(c->apps_order);
+            c->apps_order = NULL;
+            notify_apps_order(n, NULL);
+        }
+        return;
+    }
     if (kind == DIR_KIND_USER) {
         if (strlen(name) >= sizeof lname)
             return;
@@ -440,6 +476,7 @@ dir_cache_replace(struct dir_cache *c, struct dir_cache *fresh, const struct dir
 {
     enum dir_kind kinds[] = {DIR_KIND_USER, DIR_KIND_SERVER, DIR_KIND_ROUTE};
     struct dir_map *old[3];
+    char *old_order = c->apps_order;
 
     /* swap first so callbacks that look things up see the new content */
     old[0] = c->users;
@@ -456,6 +493,8 @@ dir_cache_replace(struct dir_cache *c, struct dir_cache *fresh, const struct dir
     fresh->servers = old[1];
     fresh->routes = old[2];
     fresh->schema = NULL;
+    c->apps_order = fresh->apps_order;
+    fresh->apps_order = NULL;
     if (n != NULL) {
         for (int i = 0; i < 3; i++) {
             struct diff_ctx d = {map_of(c, kinds[i]), kinds[i], n, true};
@@ -464,7 +503,10 @@ dir_cache_replace(struct dir_cache *c, struct dir_cache *fresh, const struct dir
             d.removals = false;
             dir_map_foreach(map_of(c, kinds[i]), diff_one, &d);
         }
+        if (!same_opt(old_order, c->apps_order))
+            notify_apps_order(n, c->apps_order);
     }
+    free(old_order);
     dir_cache_free(fresh);
 }
 

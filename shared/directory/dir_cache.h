@@ -42,12 +42,16 @@ void dir_map_foreach(const struct dir_map *m, dir_map_iter_fn *fn, void *arg);
 typedef void dir_user_cb(const char *aor, const struct dir_user *u, void *arg);
 typedef void dir_server_cb(const char *name, const struct dir_server *s, void *arg);
 typedef void dir_route_cb(const char *name, const struct dir_route *r, void *arg);
+/* The raw value of DIR_KEY_APPS_ORDER changed; <value> NULL = the key was removed. */
+typedef void dir_apps_order_cb(const char *value, void *arg);
 
 struct dir_notify {
     dir_user_cb *user;
     dir_server_cb *server;
     dir_route_cb *route;
     void *arg;
+    dir_apps_order_cb *apps_order;   /* with its own argument (set after dir_new) */
+    void *apps_order_arg;
 };
 
 /* ---- the cache ------------------------------------------------------------------------ */
@@ -58,6 +62,7 @@ enum dir_kind {
     DIR_KIND_SERVER,
     DIR_KIND_ROUTE,
     DIR_KIND_SCHEMA,
+    DIR_KIND_APPS_ORDER,
 };
 
 /* Classifies an etcd key; <name> gets the part after the prefix. */
@@ -68,6 +73,7 @@ struct dir_cache {
     struct dir_map *servers;  /* name -> struct dir_server */
     struct dir_map *routes;   /* name -> struct dir_route */
     char *schema;             /* value of /parley/schema, NULL if absent */
+    char *apps_order;         /* raw value of /parley/apps/order, NULL if absent */
     int64_t revision;         /* etcd revision the content reflects */
     unsigned long rejected;   /* values refused by the decoders (logged) */
 };

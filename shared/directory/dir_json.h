@@ -20,6 +20,9 @@
 #define DIR_PREFIX_SERVERS "/parley/servers/"
 #define DIR_PREFIX_ROUTES "/parley/routes/"
 #define DIR_KEY_SCHEMA "/parley/schema"
+/* The pool-wide order of the home servers' application chain (design §4): a JSON list of
+ * application names, written by `parleyctl app order`. */
+#define DIR_KEY_APPS_ORDER "/parley/apps/order"
 
 /* Largest value or key accepted from etcd (a user record is ~300 bytes). */
 #define DIR_MAX_VALUE (64 * 1024)

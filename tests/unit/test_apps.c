@@ -368,6 +368,40 @@ test_chain_file_loads_in_order_and_reports_errors(void **state)
     rmdir(tmpdir);
 }
 
+/* The pool order (`parleyctl app order`): named apps first, in that order; the rest follow. */
+static void
+test_chain_reorder_puts_named_apps_first(void **state)
+{
+    static const char *const order[] = {"c", "nope", "a"};
+    struct app_chain *c = app_chain_new();
+    struct app_err err;
+    const char *names[] = {"a", "b", "c", "d"};
+
+    for (size_t i = 0; i < 4; i++) {
+        char text[128];
+        struct app_manifest *m;
+        snprintf(text, sizeof text, "name: %s\nrequest-filter: *\nresponse-filter: %s\n---\n", names[i],
+                 i == 0 ? "2xx" : "none");
+        m = app_manifest_parse(text, strlen(text), "t.am", &err);
+        assert_non_null(m);
+        assert_int_equal(app_chain_add(c, m, &err), 0);
+    }
+    assert_int_equal(app_chain_reorder(c, order, 3), 0);
+    assert_string_equal(app_chain_manifest(c, 0)->name, "c");
+    assert_string_equal(app_chain_manifest(c, 1)->name, "a");
+    assert_string_equal(app_chain_manifest(c, 2)->name, "b");
+    assert_string_equal(app_chain_manifest(c, 3)->name, "d");
+    assert_true(app_chain_seen_wants_responses(c, 1u << 1));    /* a's response filter moved along */
+    assert_false(app_chain_seen_wants_responses(c, 1u << 0));
+    assert_int_equal(app_chain_reorder(c, NULL, 0), 0);         /* no order: unchanged */
+    assert_string_equal(app_chain_manifest(c, 0)->name, "c");
+    app_chain_ref(c);                                            /* shared: refused */
+    assert_int_equal(app_chain_reorder(c, order + 2, 1), -1);
+    assert_string_equal(app_chain_manifest(c, 0)->name, "c");
+    app_chain_unref(c);
+    app_chain_unref(c);
+}
+
 static void
 test_shipped_manifests_load(void **state)
 {
@@ -743,6 +777,7 @@ main(void)
         cmocka_unit_test(test_manifest_script_errors_point_into_the_file),
         cmocka_unit_test(test_manifest_rejects_huge_input),
         cmocka_unit_test(test_chain_file_loads_in_order_and_reports_errors),
+        cmocka_unit_test(test_chain_reorder_puts_named_apps_first),
         cmocka_unit_test(test_shipped_manifests_load),
         cmocka_unit_test(test_chain_passes_until_an_app_acts),
         cmocka_unit_test(test_chain_nobody_acts_passes),

@@ -532,7 +532,7 @@ static void
 test_cache_put_delete_reject_and_notify(void **state)
 {
     struct seen s = {0};
-    struct dir_notify n = {on_user, on_server, on_route, &s};
+    struct dir_notify n = {.user = on_user, .server = on_server, .route = on_route, .arg = &s};
     struct dir_cache *c = dir_cache_new();
     const char *srv = "{\"role\":\"frontend\",\"address\":\"sip:127.0.0.1:5060\"}";
 
@@ -577,6 +577,54 @@ test_cache_put_delete_reject_and_notify(void **state)
     assert_int_equal(c->revision, 10);
     assert_null(dir_map_get(c->servers, "fe1"));
     assert_non_null(dir_map_get(c->users, "bob@example.com"));
+    dir_cache_free(c);
+}
+
+static char order_seen[64];
+static int order_calls;
+
+static void
+on_order(const char *value, void *arg)
+{
+    (void)arg;
+    order_calls++;
+    snprintf(order_seen, sizeof order_seen, "%s", value ? value : "(unset)");
+}
+
+/* /parley/apps/order: its own slot and callback, changes only (design §4, parleyctl app order) */
+static void
+test_cache_apps_order_notifies_changes(void **state)
+{
+    struct dir_notify n = {0};
+    struct dir_cache *c = dir_cache_new(), *fresh;
+    const char *v1 = "[\"logger\",\"routing\"]", *v2 = "[\"routing\"]";
+    const char *name;
+
+    n.apps_order = on_order;
+    order_calls = 0;
+    assert_int_equal(dir_key_kind("/parley/apps/order", &name), DIR_KIND_APPS_ORDER);
+    assert_int_equal(dir_key_kind("/parley/apps/orderx", &name), DIR_KIND_OTHER);
+    assert_int_equal(dir_cache_put(c, "/parley/apps/order", v1, strlen(v1), 3, &n), 0);
+    assert_int_equal(order_calls, 1);
+    assert_string_equal(order_seen, v1);
+    dir_cache_put(c, "/parley/apps/order", v1, strlen(v1), 4, &n);   /* same value: no change */
+    assert_int_equal(order_calls, 1);
+    dir_cache_delete(c, "/parley/apps/order", &n);
+    assert_int_equal(order_calls, 2);
+    assert_string_equal(order_seen, "(unset)");
+    assert_null(c->apps_order);
+    dir_cache_delete(c, "/parley/apps/order", &n);                   /* absent: nothing */
+    assert_int_equal(order_calls, 2);
+    /* a full reload tells about a difference only */
+    fresh = dir_cache_new();
+    dir_cache_put(fresh, "/parley/apps/order", v2, strlen(v2), 5, NULL);
+    dir_cache_replace(c, fresh, &n);
+    assert_int_equal(order_calls, 3);
+    assert_string_equal(c->apps_order, v2);
+    fresh = dir_cache_new();
+    dir_cache_put(fresh, "/parley/apps/order", v2, strlen(v2), 6, NULL);
+    dir_cache_replace(c, fresh, &n);
+    assert_int_equal(order_calls, 3);
     dir_cache_free(c);
 }
 
@@ -647,6 +695,7 @@ main(void)
         cmocka_unit_test(test_watch_msg_parse_kinds),
         cmocka_unit_test(test_map_put_get_replace_delete_grow),
         cmocka_unit_test(test_cache_put_delete_reject_and_notify),
+        cmocka_unit_test(test_cache_apps_order_notifies_changes),
         cmocka_unit_test(test_disk_copy_survives_reopen),
     };
     return cmocka_run_group_tests(tests, quiet, NULL);

@@ -60,6 +60,7 @@ int ctl_parse_opts(struct ctl *ctl, int argc, char **argv, const struct ctl_opt 
 void ctl_print_json(const json_t *j);
 
 /* Command groups; <argv>[0] is the first word after the group name. */
+int ctl_cmd_app(struct ctl *ctl, int argc, char **argv);   /* ctl_app.c */
 int ctl_cmd_user(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_route(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_server(struct ctl *ctl, int argc, char **argv);

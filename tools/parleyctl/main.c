@@ -32,6 +32,10 @@ static const char usage_top[] =
     "            [--treat-as-server] [--allow-from IP,...]\n"
     "  route remove NAME\n"
     "  route list\n"
+    "Applications (the home servers' chain, design §4):\n"
+    "  app order NAME[,NAME...] | --clear   pool-wide chain order (/parley/apps/order)\n"
+    "  app show [--server NAME]             pool order and each home server's chain\n"
+    "  app reload [--server NAME]           home servers re-read their chain files\n"
     "Servers:\n"
     "  server list\n"
     "  registrations USER@DOMAIN\n"
@@ -275,6 +279,8 @@ main(int argc, char **argv)
         rc = ctl_cmd_user(&ctl, argc - i, argv + i);
     else if (strcmp(cmd, "route") == 0)
         rc = ctl_cmd_route(&ctl, argc - i, argv + i);
+    else if (strcmp(cmd, "app") == 0)
+        rc = ctl_cmd_app(&ctl, argc - i, argv + i);
     else if (strcmp(cmd, "server") == 0)
         rc = ctl_cmd_server(&ctl, argc - i, argv + i);
     else if (strcmp(cmd, "registrations") == 0)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Integration tests of the home server's application chain (shared/apps, homeserver/apps)
 # with sipp as the peers.   usage: run.sh CASE   (HS_BIN = path of parley-homeserver)
-# Cases: epid, fork, after_hours, content_filter, strict, bad_manifest, reload
+# Cases: epid, fork, after_hours, content_filter, strict, bad_manifest, reload,
+#        pool_order (needs CTL_BIN = parleyctl and etcd: `parleyctl app order/show/reload`)
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 SCEN=$HERE/scenarios
@@ -176,6 +177,69 @@ reload)
   msg after hank "Hello hank0, message about the lottery" 200 || fail "the new chain did not replace the old one"
   wait "$u" || fail "the recipient did not get the MESSAGE"
   pass "SIGHUP: a broken chain keeps the old one; a good one replaces it"
+  ;;
+pool_order)
+  # the chain file says content-filter, logger, routing; `parleyctl app order` puts the logger
+  # first for the pool: the home server follows the etcd key and the logger now sees the
+  # MESSAGE the filter refuses; --clear goes back to the file's order
+  : "${CTL_BIN:?CTL_BIN must point at parleyctl}"
+  source "$HERE/../../lib/etcd.sh"
+  ETCD_ST=$TEST_TMP/etcd
+  trap 'etcd_stop "$ETCD_ST"; cleanup_all' EXIT
+  ETCD_URL=$(etcd_start "$ETCD_ST") || fail "etcd did not start"
+  ctl() { "$CTL_BIN" --etcd "$ETCD_URL" "$@"; }
+  order() { curl -fs --max-time 2 "$HS_ADMIN/api/apps" | python3 -c 'import json,sys; print(",".join(json.load(sys.stdin)["order"]))'; }
+  order_is() { [ "$(order)" = "$1" ]; }
+  wait_order() { local i; for ((i = 0; i < 100; i++)); do order_is "$1" && return 0; sleep 0.1; done; return 1; }
+  logged() { grep -c "logger: request MESSAGE sip:frank0@example.com" "$TEST_TMP/homeserver.log"; }
+  chain "$TEST_TMP/chain.conf" "$APPS/examples/content_filter.am" "$APPS/examples/logger.am" "$APPS/routing.am"
+  hs_start --app-chain "$TEST_TMP/chain.conf" --etcd "$ETCD_URL" --server-name home1 --auth off
+  make_users "$TEST_TMP/frank.csv" frank 1
+  order_is "content-filter,logger,routing" || fail "file order expected, admin shows: $(curl -s "$HS_ADMIN/api/apps")"
+  msg before frank "a MESSAGE about the casino" 403 || fail "the filter did not refuse"
+  [ "$(logged)" = 0 ] || fail "the logger saw a MESSAGE the filter (before it) refused"
+
+  # bad input: exit 2, one line, nothing written
+  for bad in "bad name!" "logger,logger" "" "logger,,routing"; do
+    ctl app order "$bad" > "$TEST_TMP/bad.out" 2> "$TEST_TMP/bad.err"
+    rc=$?
+    [ $rc = 2 ] || fail "app order '$bad': exit $rc, expected 2"
+    [ "$(wc -l < "$TEST_TMP/bad.err")" = 1 ] || fail "app order '$bad': not one line: $(cat "$TEST_TMP/bad.err")"
+  done
+  ctl app order 2> "$TEST_TMP/bad.err"; [ $? = 2 ] || fail "app order without names: not exit 2"
+  ctl app order logger --clear 2> /dev/null; [ $? = 2 ] || fail "names and --clear: not exit 2"
+  ctl app frob 2> /dev/null; [ $? = 2 ] || fail "unknown app command: not exit 2"
+  curl -fs "$ETCD_URL/v3/kv/range" -X POST -d "{\"key\":\"$(printf /parley/apps/order | base64)\"}" \
+    | grep -q '"kvs"' && fail "bad input wrote the key"
+
+  ctl app order logger,content-filter,voicemail > "$TEST_TMP/order.out" || fail "app order: exit $?"
+  grep -q 'pool order set: \["logger","content-filter","voicemail"\]' "$TEST_TMP/order.out" \
+    || fail "app order output: $(cat "$TEST_TMP/order.out")"
+  wait_order "logger,content-filter,routing" || fail "the home server did not follow the pool order: $(curl -s "$HS_ADMIN/api/apps")"
+  curl -fs "$HS_ADMIN/api/apps" | grep -q '"missing":"voicemail"' || fail "the unknown name is not reported as missing"
+  grep -q "pool order names application 'voicemail', which the chain .* does not have: skipped" \
+    "$TEST_TMP/homeserver.log" || fail "the unknown name was not logged"
+  ctl app show > "$TEST_TMP/show.out" || fail "app show: exit $?: $(cat "$TEST_TMP/show.out")"
+  grep -q "^pool order: logger, content-filter, voicemail$" "$TEST_TMP/show.out" || fail "app show: $(cat "$TEST_TMP/show.out")"
+  grep -q "^home1: order logger, content-filter, routing (.*chain.conf, pool order; not here: voicemail)$" \
+    "$TEST_TMP/show.out" || fail "app show: $(cat "$TEST_TMP/show.out")"
+  msg after frank "a MESSAGE about the casino" 403 || fail "the filter did not refuse after the reorder"
+  [ "$(logged)" = 1 ] || fail "the logger (now first) did not see the refused MESSAGE"
+
+  ctl app reload > "$TEST_TMP/reload.out" || fail "app reload: exit $?: $(cat "$TEST_TMP/reload.out")"
+  grep -q "^home1: reloaded, order logger, content-filter, routing" "$TEST_TMP/reload.out" \
+    || fail "app reload: $(cat "$TEST_TMP/reload.out")"
+  ctl --json app show | python3 -c '
+import json,sys
+j=json.load(sys.stdin)
+assert j["pool_order"]==["logger","content-filter","voicemail"], j
+assert j["servers"][0]["server"]=="home1" and j["servers"][0]["order"][0]=="logger", j' || fail "app show --json"
+
+  ctl app order --clear > /dev/null || fail "app order --clear"
+  wait_order "content-filter,logger,routing" || fail "--clear did not bring back the file order"
+  msg cleared frank "a MESSAGE about the casino" 403 || fail "the filter did not refuse after --clear"
+  [ "$(logged)" = 1 ] || fail "the logger saw the refused MESSAGE after --clear"
+  pass "parleyctl app order: the home server follows /parley/apps/order (logger first sees what the filter refuses), --clear, show, reload; bad input exit 2"
   ;;
 *)
   fail "unknown case $CASE"
