@@ -84,12 +84,12 @@ main() {
 
   local uas_sf=uas_call.xml uac_sf=uac_call.xml
   [ "$PROFILE_SCENARIO" = message ] && { uas_sf=uas_message.xml; uac_sf=message.xml; }
-  $GEN_TS sipp -sf "$HERE/sipp/$uas_sf" -p "$UAS_PORT" -cp 15083 -mp 15075 $SIPP_COMMON -stf "$RAW/uas.csv" \
+  $GEN_TS sipp -sf "$HERE/sipp/$uas_sf" -p "$UAS_PORT" -cp $UAS_CP -mp $UAS_MP $SIPP_COMMON -stf "$RAW/uas.csv" \
     -trace_err -error_file "$RAW/uas.err" -timeout $(( PROFILE_CALLS / PROFILE_RATE * 3 + 60 )) >"$RAW/uas.out" 2>&1 &
   UAS_PID=$!
   sleep 0.5
   $GEN_TS sipp "$TARGET" -sf "$HERE/sipp/$uac_sf" -inf "$CALLEES_CSV" -key domain "$DOMAIN" \
-    -p "$UAC_PORT" -cp 15084 -mp 15091 $SIPP_COMMON -stf "$RAW/uac.csv" -trace_err -error_file "$RAW/uac.err" \
+    -p "$UAC_PORT" -cp $UAC_CP -mp $UAC_MP $SIPP_COMMON -stf "$RAW/uac.csv" -trace_err -error_file "$RAW/uac.err" \
     -m "$PROFILE_CALLS" -r "$PROFILE_RATE" -l $(( PROFILE_RATE * 3 + 100 )) -recv_timeout 10000 \
     -timeout $(( PROFILE_CALLS / PROFILE_RATE * 3 + 60 )) >"$RAW/uac.out" 2>&1 &
   UAC_PID=$!

@@ -25,7 +25,8 @@ portsbusy, parleymetrics and kamstats are new.
                                           receive buffer), as port=drops
   benchtool.py median V...                median of numbers (ignores non-numbers)
   benchtool.py portsbusy PORT...          the ports that cannot be bound on 127.0.0.1
-                                          (UDP, and TCP for 15098), space separated
+                                          (UDP, and TCP for 15098 and the ports in
+                                          $BENCH_TCP_PORTS), space separated
   benchtool.py parleymetrics HOST:PORT    failure counters from Parley's admin
                                           /metrics, as key=value
   benchtool.py kamstats                   the same from `kamcmd stats.get_statistics
@@ -270,9 +271,10 @@ def cmd_median(vals):
 
 def cmd_portsbusy(ports):
     busy = []
+    tcp = {15098} | {int(x) for x in os.environ.get("BENCH_TCP_PORTS", "").split() if x.isdigit()}
     for p in ports:
         port = int(p)
-        kinds = [socket.SOCK_DGRAM] + ([socket.SOCK_STREAM] if port == 15098 else [])
+        kinds = [socket.SOCK_DGRAM] + ([socket.SOCK_STREAM] if port in tcp else [])
         for kind in kinds:
             s = socket.socket(socket.AF_INET, kind)
             if kind == socket.SOCK_STREAM:   # TIME_WAIT leftovers do not stop a server

@@ -6,10 +6,14 @@ MODE: reg_l1   REGISTERs on one TLS connection
       reg_ln   one new TLS connection (full handshake) per REGISTER
       call_l1  INVITE / 200 / ACK / BYE / 200 on one TLS connection, callees
                CALLEE_PREFIX0..N-1@example.com (registered elsewhere, answering 200)
-Prints "ok=<n> failed=<n> elapsed=<s>"; a call/registration not completed 3 s after the
-last one was sent counts as failed.
+Prints "ok=<n> failed=<n> elapsed=<s> send_s=<s> cpu_s=<s> p50_ms=<ms> p99_ms=<ms>"; a
+call/registration not completed 3 s after the last one was sent counts as failed. send_s is
+the time taken to send every request (the offered rate is total / send_s: a generator that
+cannot keep up stretches it), cpu_s this process's CPU time (its own cost per operation;
+tests/bench/tls.sh derives the generator's ceiling from it), p50/p99 the response time of
+REGISTER (request -> 200) or INVITE (INVITE -> 200).
 """
-import re, select, socket, ssl, sys, threading, time
+import os, re, select, socket, ssl, sys, threading, time
 
 mode, port, ca, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 rate, secs = int(sys.argv[6]), float(sys.argv[7])
@@ -52,6 +56,23 @@ def hdr(msg, name):
     return m.group(1).strip() if m else ""
 
 
+def cpu_s():
+    t = os.times()
+    return t.user + t.system
+
+
+def pctl(vals, q):
+    if not vals:
+        return -1
+    vals.sort()
+    return vals[min(len(vals) - 1, int(round(q * (len(vals) - 1))))]
+
+
+def report(ok, failed, start, send_s, lat):
+    print("ok=%d failed=%d elapsed=%.1f send_s=%.2f cpu_s=%.2f p50_ms=%.1f p99_ms=%.1f" % (
+        ok, failed, time.time() - start, send_s, cpu_s(), pctl(lat, 0.5) * 1e3, pctl(lat, 0.99) * 1e3))
+
+
 def run_l1():
     s = connect()
     s.setblocking(False)
@@ -60,7 +81,10 @@ def run_l1():
     pending = {}          # call-id -> state
     out = b""
     buf = b""
+    sent_at = {}          # call-id -> time the REGISTER / INVITE was queued
+    lat = []
     start = time.time()
+    send_s = 0.0
     deadline = None
     while True:
         now = time.time()
@@ -70,6 +94,7 @@ def run_l1():
             if mode == "reg_l1":
                 out += register(lport, i).encode()
                 pending["r%d@load" % i] = "reg"
+                sent_at["r%d@load" % i] = now
             else:
                 cid = "c%d@load" % i
                 callee = "%s%d@example.com" % (prefix, i % ncallees)
@@ -80,9 +105,11 @@ def run_l1():
                         "Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s") % (
                     callee, lport, i, i, callee, cid, lport, len(sdp), sdp)).encode()
                 pending[cid] = "inv"
+                sent_at[cid] = now
             sent += 1
-        if sent >= total and deadline is None:
+        if sent >= total and deadline is None and not out:
             deadline = now + 3
+            send_s = now - start
         if deadline and (now > deadline or not pending):
             break
         if out:
@@ -111,20 +138,31 @@ def run_l1():
             if cid not in pending or code < 200:
                 continue
             if meth == "REGISTER" or meth == "BYE":
+                if pending[cid] == "inv":   # a BYE's answer before the INVITE's 200: not ours
+                    continue
                 del pending[cid]
                 if code == 200:
                     ok += 1
+                    if meth == "REGISTER":
+                        lat.append(time.time() - sent_at.pop(cid))
                 else:
                     failed += 1
             elif meth == "INVITE":
+                if pending[cid] != "inv":  # a retransmitted 200: the ACK was sent already
+                    continue
                 if code != 200:
                     del pending[cid]
                     failed += 1
                     continue
+                lat.append(time.time() - sent_at.pop(cid))
                 to = hdr(m, "To")
                 contact = re.search(r"<([^>]*)>", hdr(m, "Contact")).group(1)
-                rr = re.findall(r"^Record-Route\s*:\s*(.*?)\r?$", m, re.M | re.I)
-                route = "".join("Route: %s\r\n" % x for x in rr)
+                # the route set is the Record-Route list reversed (RFC 3261 12.1.2); a proxy
+                # with two transports (Kamailio's double Record-Route) adds two entries
+                rr = []
+                for x in re.findall(r"^Record-Route\s*:\s*(.*?)\r?$", m, re.M | re.I):
+                    rr += [y.strip() for y in re.findall(r"<[^>]*>[^,]*", x)]
+                route = "".join("Route: %s\r\n" % x for x in reversed(rr))
                 i = cid[1:].split("@")[0]
                 base = ("%%s %s SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:%d;branch=z9hG4bK%%s%s;rport\r\n%s"
                         "Max-Forwards: 70\r\nFrom: <sip:caller@example.com>;tag=f%s\r\nTo: %s\r\nCall-ID: %s\r\n"
@@ -132,11 +170,12 @@ def run_l1():
                 out += (base % ("ACK", "a", 1, "ACK") + base % ("BYE", "b", 2, "BYE")).encode()
                 pending[cid] = "bye"
     failed += len(pending) + (total - sent)
-    print("ok=%d failed=%d elapsed=%.1f" % (ok, failed, time.time() - start))
+    report(ok, failed, start, send_s or (time.time() - start), lat)
 
 
 def run_ln():
-    res = {"ok": 0, "failed": 0}
+    res = {"ok": 0, "failed": 0, "last": 0.0}
+    lat = []
     lock = threading.Lock()
     start = time.time()
     nthreads = max(1, min(32, rate // 20))
@@ -149,6 +188,7 @@ def run_ln():
             if d > 0:
                 time.sleep(d)
             good = False
+            t0 = time.time()
             try:
                 s = connect()
                 s.sendall(register(s.getsockname()[1], i).encode())
@@ -168,6 +208,9 @@ def run_ln():
                 pass
             with lock:
                 res["ok" if good else "failed"] += 1
+                res["last"] = max(res["last"], t0 - start)
+                if good:
+                    lat.append(time.time() - t0)
             i += nthreads
 
     ts = [threading.Thread(target=worker, args=(k,)) for k in range(nthreads)]
@@ -175,7 +218,7 @@ def run_ln():
         t.start()
     for t in ts:
         t.join(secs + 30)
-    print("ok=%d failed=%d elapsed=%.1f" % (res["ok"], res["failed"], time.time() - start))
+    report(res["ok"], res["failed"], start, res["last"], lat)
 
 
 if mode in ("reg_l1", "call_l1"):
