@@ -195,6 +195,23 @@ route_local_user(struct hs *hs, struct px_req *req, const char *aor)
     return PX_FORWARD;
 }
 
+/* us_rls: is <user> homed here? A user of our domains; with a directory, its home must be
+ * this server (a contact homed elsewhere is listed as pending, docs/presence.md). */
+static bool
+rls_home_is_here(const char *user, void *arg)
+{
+    struct hs *hs = arg;
+    const struct dir_user *u;
+    const char *at = strrchr(user, '@');
+
+    if (at == NULL || !px_is_our_domain(hs->px, at + 1))
+        return false;
+    if (hs->dir == NULL)
+        return true;
+    u = dir_user_get(hs_dir_dir(hs->dir), user);
+    return u && u->enabled && u->home && hs->set.server_name && strcasecmp(u->home, hs->set.server_name) == 0;
+}
+
 static enum px_verdict
 answer_options(struct px_req *req)
 {
@@ -707,6 +724,7 @@ main(int argc, char **argv)
         struct us_services_opts uso = {hs.set.min_expires, hs.set.max_expires};
         if ((hs.svc = us_services_start(hs.base, hs.px, hs.st, hs.loc, hs.reg, &uso)) == NULL)
             goto out;
+        us_services_set_home_fn(hs.svc, rls_home_is_here, &hs);
         hs_apps_set_presence(hs.apps, us_services_presence(hs.svc));
     }
     if (px_trust_listen(hs.trust, err, sizeof err) != 0) {

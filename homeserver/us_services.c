@@ -72,6 +72,13 @@ fail:
     return NULL;
 }
 
+void
+us_services_set_home_fn(struct us_services *svc, bool (*fn)(const char *user, void *arg), void *arg)
+{
+    if (svc)
+        us_rls_set_home_fn(svc->rls, fn, arg);
+}
+
 bool
 us_services_handle(struct us_services *svc, struct px_req *req, const char *aor, enum px_verdict *v)
 {

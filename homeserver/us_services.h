@@ -41,6 +41,10 @@ struct us_presence *us_services_presence(const struct us_services *svc);
 bool us_services_handle(struct us_services *svc, struct px_req *req, const char *aor,
                         enum px_verdict *v);
 
+/* Who is homed on this server, for the resource lists: <fn>(<user>, <arg>) (us_rls.h;
+ * the default is every user of the list owner's domain). */
+void us_services_set_home_fn(struct us_services *svc, bool (*fn)(const char *user, void *arg), void *arg);
+
 /* The contact and allow/block lists (for the admin endpoint, us_admin.h); NULL for NULL. */
 struct us_lists *us_services_lists(const struct us_services *svc);
 
