@@ -271,7 +271,11 @@ find_credentials(struct us_auth *ua, const struct sip_msg *msg, bool proxy, stru
         char *s = NULL;
         int rc;
 
-        if (a == NULL || osip_authorization_to_str(a, &s) != 0 || s == NULL)
+        /* RFC 4475 §3.3.7 (regaut01): credentials in a scheme other than Digest answer no
+         * challenge of ours; they are skipped as if absent (401/407), not a 400. */
+        if (a == NULL || a->auth_type == NULL || strcasecmp(a->auth_type, "Digest") != 0)
+            continue;
+        if (osip_authorization_to_str(a, &s) != 0 || s == NULL)
             continue;
         rc = auth_parse_credentials(s, strlen(s), c);
         osip_free(s);

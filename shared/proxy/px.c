@@ -1100,8 +1100,11 @@ on_request(struct tx *stx, const struct tp_rx *rx, void *arg)
         handle_cancel(r);
         goto out;
     }
-    /* §16.3 step 3: Max-Forwards. */
-    if (sip_msg_max_forwards(msg) == 0 && msg->method != SIP_OPTIONS) {
+    /* §16.3 step 3: Max-Forwards. An OPTIONS may be answered by the element itself (§11):
+     * only one without a user part (a ping of a server); for a user it is 483 (RFC 4475
+     * §3.3.11), before authentication (step 6) could challenge it and then forward it. */
+    if (sip_msg_max_forwards(msg) == 0 &&
+        (msg->method != SIP_OPTIONS || sip_msg_ruri(msg) == NULL || sip_msg_ruri(msg)->username != NULL)) {
         px->stats.replies_483++;
         px_reply(r, 483, NULL);
         goto out;

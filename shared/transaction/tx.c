@@ -679,7 +679,20 @@ tx_client_send_bytes(struct tx_layer *txl, char *buf, size_t len, const char *br
     txl->stats.live_client++;
     tx->buf = buf;
     tx->len = len;
-    tx->key = client_key(branch, sip_method_name(method));
+    if (method == SIP_UNKNOWN) {
+        /* An extension method (RFC 3261 §8.1.1.7: CSeq names the request line's method)
+         * has no enum name: key on the request line's own token, as responses carry it. */
+        const char *sp = memchr(buf, ' ', len);
+        char m[128];
+        size_t n = sp ? (size_t)(sp - buf) : 0;
+        if (n > 0 && n < sizeof m) {
+            memcpy(m, buf, n);
+            m[n] = '\0';
+            tx->key = client_key(branch, m);
+        }
+    } else {
+        tx->key = client_key(branch, sip_method_name(method));
+    }
     if (tx->key == NULL) {
         tx_free(tx);
         return NULL;

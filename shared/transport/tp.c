@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 
 #include <event2/bufferevent.h>
 
@@ -30,6 +31,47 @@ tp_limits_default(struct tp_limits *lim)
     lim->connect_timeout_ms = 2000;
     lim->max_conns = 10000;
     lim->max_outbuf = 1024 * 1024;
+}
+
+/* ---- descriptor limit -------------------------------------------------------------- */
+
+/* Descriptors kept beyond max_conns for listeners, the store, logs, etcd and admin HTTP. */
+#define TP_FD_HEADROOM 256
+
+int
+tp_raise_fd_limit(unsigned max_conns)
+{
+    struct rlimit rl;
+    rlim_t was;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        log_warn("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        return -1;
+    }
+    was = rl.rlim_cur;
+    if (rl.rlim_cur != RLIM_INFINITY && (rl.rlim_max == RLIM_INFINITY || rl.rlim_cur < rl.rlim_max)) {
+        struct rlimit want = rl;
+        /* the kernel refuses RLIM_INFINITY for RLIMIT_NOFILE: ask for what max_conns needs */
+        want.rlim_cur = rl.rlim_max != RLIM_INFINITY ? rl.rlim_max
+                                                     : (rlim_t)max_conns + TP_FD_HEADROOM;
+        if (want.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &want) == 0)
+            rl.rlim_cur = want.rlim_cur;
+        else if (want.rlim_cur > rl.rlim_cur)
+            log_warn("cannot raise the descriptor limit from %llu to %llu: %s",
+                     (unsigned long long)rl.rlim_cur, (unsigned long long)want.rlim_cur,
+                     strerror(errno));
+    }
+    if (rl.rlim_cur == was)
+        log_info("descriptor limit %llu (hard %llu)", (unsigned long long)rl.rlim_cur,
+                 (unsigned long long)rl.rlim_max);
+    else
+        log_info("descriptor limit raised from %llu to %llu (hard limit)", (unsigned long long)was,
+                 (unsigned long long)rl.rlim_cur);
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)max_conns + TP_FD_HEADROOM)
+        log_warn("max-connections %u needs about %u descriptors, the limit is %llu: beyond it "
+                 "new connections wait in the backlog (raise LimitNOFILE / ulimit -Hn)",
+                 max_conns, max_conns + TP_FD_HEADROOM, (unsigned long long)rl.rlim_cur);
+    return 0;
 }
 
 /* ---- deferred work: reaper and failure reports ------------------------------------ */
@@ -104,6 +146,7 @@ struct tp *
 tp_new(struct event_base *base, const struct tp_limits *lim, tp_recv_fn *recv_cb,
        tp_fail_fn *fail_cb_fn, void *arg)
 {
+    static bool fd_limit_done;   /* once per process: the limit is per process */
     struct tp *tp = calloc(1, sizeof *tp);
 
     if (tp == NULL)
@@ -115,6 +158,10 @@ tp_new(struct event_base *base, const struct tp_limits *lim, tp_recv_fn *recv_cb
         tp_limits_default(&tp->lim);
     if (tp->lim.max_msg_size == 0)
         tp->lim.max_msg_size = 65536;
+    if (!fd_limit_done) {
+        fd_limit_done = true;
+        tp_raise_fd_limit(tp->lim.max_conns);
+    }
     tp->recv_cb = recv_cb;
     tp->fail_cb = fail_cb_fn;
     tp->arg = arg;

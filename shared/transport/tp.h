@@ -108,7 +108,16 @@ struct tp_tls_opts {
                                    * verification and no peer identity (tests, lab only) */
 };
 
-/* Creates the transport set on <base>. <lim> is copied; NULL = defaults. */
+/*
+ * Raises the soft RLIMIT_NOFILE to the hard limit (each accepted connection is a
+ * descriptor; distributions start processes at a soft 1024) and logs the limit; warns
+ * when it is below <max_conns> plus headroom. tp_new() calls it once per process.
+ * Returns 0, or -1 when the limit cannot be read.
+ */
+int tp_raise_fd_limit(unsigned max_conns);
+
+/* Creates the transport set on <base>. <lim> is copied; NULL = defaults.
+ * The first call in a process also calls tp_raise_fd_limit(lim->max_conns). */
 struct tp *tp_new(struct event_base *base, const struct tp_limits *lim, tp_recv_fn *recv_cb,
                   tp_fail_fn *fail_cb, void *arg);
 /* Closes every listener and connection and frees <tp>. Accepts NULL. */

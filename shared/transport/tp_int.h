@@ -30,6 +30,7 @@ struct tp_listener {
     int fd;                         /* UDP socket; -1 for streams (owned by el) */
     struct event *ev;               /* UDP read event */
     struct evconnlistener *el;      /* TCP/TLS accept; NULL once stopped */
+    struct event *pause_ev;         /* TCP/TLS: re-enables accepting after EMFILE/ENFILE */
     struct tp_listener *next;
 };
 

@@ -27,10 +27,13 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
 
 #define TP_LISTEN_BACKLOG 1024
+/* How long a listener stops accepting after running out of descriptors. */
+#define TP_ACCEPT_PAUSE_MS 100
 
 static void stream_read_cb(struct bufferevent *bev, void *arg);
 static void stream_write_cb(struct bufferevent *bev, void *arg);
@@ -502,12 +505,31 @@ accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa, in
 }
 
 static void
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct tp_listener *lis = arg;
+
+    if (lis->el != NULL)
+        evconnlistener_enable(lis->el);
+}
+
+static void
 accept_error_cb(struct evconnlistener *el, void *arg)
 {
+    struct tp_listener *lis = arg;
     int err = EVUTIL_SOCKET_ERROR();
 
-    /* EMFILE/ENFILE and friends: libevent retries on the next readiness */
     log_peer(LOG_WARN, "accept: %s", evutil_socket_error_to_string(err));
+    /*
+     * Out of descriptors: the pending connection stays in the backlog and the listening
+     * socket stays readable, so retrying at once would spin the loop. Stop accepting
+     * for TP_ACCEPT_PAUSE_MS (open connections are served meanwhile), then retry.
+     */
+    if ((err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) && lis->pause_ev != NULL) {
+        const struct timeval tv = {0, TP_ACCEPT_PAUSE_MS * 1000};
+        evconnlistener_disable(el);
+        evtimer_add(lis->pause_ev, &tv);
+    }
 }
 
 struct tp_listener *
@@ -557,6 +579,13 @@ tp_stream_listen(struct tp *tp, enum tp_proto proto, const struct tp_addr *addr)
         goto err;
     }
     evconnlistener_set_error_cb(lis->el, accept_error_cb);
+    lis->pause_ev = evtimer_new(tp->base, accept_resume_cb, lis);
+    if (lis->pause_ev == NULL) {
+        log_err("tcp listen %s: out of memory", where);
+        evconnlistener_free(lis->el);
+        free(lis);
+        return NULL;
+    }
     log_info("listening on %s %s", proto == TP_TLS ? "tls" : "tcp",
              tp_addr_str(&lis->addr, where, sizeof where));
     return lis;
@@ -573,6 +602,10 @@ tp_stream_stop(struct tp_listener *lis)
     if (lis->el != NULL) {
         evconnlistener_free(lis->el);
         lis->el = NULL;
+    }
+    if (lis->pause_ev != NULL) {
+        event_free(lis->pause_ev);
+        lis->pause_ev = NULL;
     }
 }
 

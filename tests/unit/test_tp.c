@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -689,6 +690,27 @@ test_tp_addr_helpers(void **state)
     assert_string_equal(tp_proto_name(TP_TLS), "TLS");
 }
 
+/* tp_raise_fd_limit lifts the soft descriptor limit to the hard one (once per process). */
+static void
+test_tp_raise_fd_limit_to_hard(void **state)
+{
+    struct rlimit orig, low, now;
+
+    (void)state;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &orig), 0);
+    if (orig.rlim_max == RLIM_INFINITY || orig.rlim_max <= 256)
+        skip();
+    low = orig;
+    low.rlim_cur = 256;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    assert_int_equal(tp_raise_fd_limit(100), 0);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &now), 0);
+    assert_true(now.rlim_cur == orig.rlim_max);
+    /* a max_conns above the limit only warns */
+    assert_int_equal(tp_raise_fd_limit((unsigned)orig.rlim_max * 2), 0);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &orig), 0);
+}
+
 int
 main(void)
 {
@@ -713,6 +735,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_tp_tls_without_configuration_is_refused, setup, teardown),
         cmocka_unit_test(test_tp_parse_listen_spec),
         cmocka_unit_test(test_tp_addr_helpers),
+        cmocka_unit_test(test_tp_raise_fd_limit_to_hard),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
