@@ -436,7 +436,9 @@ build(struct us_rls *r, const char *owner, const char *list_uri, unsigned versio
     /* A boundary that occurs in no part (RFC 2046 §5.1.1); parts are user-published XML. */
     for (int attempt = 0;; attempt++) {
         bool clash = false;
-        snprintf(boundary, sizeof boundary, "parley-rls-%llx-%d", (unsigned long long)++r->boundary_seq, attempt);
+        char rnd[48];
+        sip_make_branch(rnd, sizeof rnd);   /* "z9hG4bK" + random: not guessable by a publisher */
+        snprintf(boundary, sizeof boundary, "parley-rls-%llx-%.16s", (unsigned long long)++r->boundary_seq, rnd + 7);
         clash = strstr((const char *)mem, boundary) != NULL;
         for (size_t i = 0; i < nparts && !clash; i++)
             clash = strstr(parts[i].doc, boundary) != NULL;

@@ -230,9 +230,9 @@ pkg_body(void *arg, const struct us_sub *s, char **body, size_t *len)
 {
     struct us_winfo *w = arg;
 
-    /* Remember the fingerprint for this owner (us_subs_changed() compares against it). */
-    if (find_owner(w, s->resource, false) == NULL)
-        find_owner(w, s->resource, true);
+    /* The owner's record keeps the fingerprint us_winfo_document() computes (on_changed()
+     * compares against it). */
+    find_owner(w, s->resource, true);
     *body = us_winfo_document(w, s->resource, s->seq, len);
     return *body ? 0 : -1;
 }

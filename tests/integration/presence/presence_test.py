@@ -363,6 +363,13 @@ def case_winfo(srv):
     v6, ws = winfo(alice.wait_notify(lambda m: "terminated" in m.body, what="winfo: bob terminated"))
     check(ws[bob_uri][:2] == ("terminated", "timeout") and ws["sip:carol@" + DOMAIN][0] == "active" and v6 > v5,
           "bob ended: %s" % (ws,))
+    # a watcher whose subscription expires: terminated/timeout without anyone asking
+    dave = UA("dave", DOMAIN, srv.port)
+    check(dave.subscribe("alice@" + DOMAIN, expires=2).status == 200, "dave subscribes shortly")
+    alice.wait_notify(lambda m: "sip:dave@" in m.body, what="winfo naming dave")
+    v7, ws = winfo(alice.wait_notify(lambda m: re.search(r'status="terminated"[^>]*>sip:dave@', m.body)
+                                     is not None, timeout=6, what="winfo: dave expired"))
+    check(ws["sip:dave@" + DOMAIN][:2] == ("terminated", "timeout"), "dave expired: %s" % (ws,))
 
 
 # ------------------------------------------------------------------ resource list (RFC 4662)
@@ -479,6 +486,10 @@ def case_rls(srv):
     check(r.status == 200, "carol after restart %d" % r.status)
     rlmi, res = rls_notify(alice.wait_notify(lambda m: True, what="partial after restart"))
     check(rlmi.get("fullState") == "false" and pidf_state(res[c][2]) == (["open"], "busy"), "carol busy")
+    # registration is presence too: carol's last endpoint leaves -> she is closed
+    carol.register(0)
+    rlmi, res = rls_notify(alice.wait_notify(lambda m: True, what="NOTIFY after carol unregistered"))
+    check(list(res) == [c] and pidf_state(res[c][2]) == (["closed"], None), "carol offline")
     # the dialog still refreshes (no Supported needed in-dialog), and ends with terminated
     r = alice.subscribe(LIST_URI, expires=300, dialog=dialog)
     check(r.status == 200 and r.hdr("require") == "eventlist", "refresh %d" % r.status)
