@@ -15,6 +15,9 @@ answered (the server is alive and serving):
   over-max         --max-conns connections open, then 100 more: each of those is closed by
                    the server at once, none of the first; after some close, a new TCP
                    connection is served again              -> all hold
+  fd-exhaust       (only with --fd-limit, a server started with a low descriptor limit) that
+                   limit + 100 connections: the server does not spin on accept (CPU < 50 %),
+                   serves UDP, and accepts the waiting ones once 200 close -> all hold
   garbage-tcp      1 MiB of random bytes on TCP              -> connection closed
   garbage-crlf     random bytes containing CRLFCRLF on TCP   -> connection closed
   garbage-udp      random datagrams                          -> no answer needed, alive
@@ -89,6 +92,13 @@ def count_tcp_conns(pid, port):
     return n
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of <pid> in seconds (/proc/PID/stat)."""
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def answer_200(req):
     """A 200 to request bytes <req>: its Via, From, To (tagged), Call-ID and CSeq."""
     end = torture.header_end(req)
@@ -129,6 +139,7 @@ class Limits:
         self.ruri = 'sip:%s:%d' % self.udp
         self.idle_n = args.idle_conns
         self.max_conns = args.max_conns
+        self.fd_limit = args.fd_limit
 
     def log(self, *a):
         if self.verbose:
@@ -425,6 +436,66 @@ class Limits:
             for c in base + over:
                 c.close()
 
+    def fd_exhaust(self):
+        """The server runs out of descriptors (its limit is --fd-limit, far below its
+        max-connections): connections beyond wait in the backlog; the server must not spin
+        on the failing accept (CPU time bounded), keeps serving UDP, and accepts the
+        waiting connections once descriptors are free again."""
+        if not self.fd_limit or not self.pid:
+            return False, 'needs --fd-limit and --pid'
+        n = self.fd_limit + 100
+        self._raise_nofile(n + 512)
+        conns = []
+        try:
+            err = self._open_idle(n, conns, 30)
+            if err:
+                return False, err
+            deadline = time.monotonic() + 5
+            held = 0
+            while time.monotonic() < deadline:
+                held = self.server_conns()
+                if held >= self.fd_limit - 64:
+                    break
+                time.sleep(0.1)
+            time.sleep(0.5)
+            cpu0, t0 = cpu_seconds(self.pid), time.monotonic()
+            time.sleep(2.0)
+            cpu = cpu_seconds(self.pid) - cpu0
+            wall = time.monotonic() - t0
+            udp_ok = self.drv.probe()
+            # free descriptors: the connections waiting in the backlog get accepted
+            for c in conns[:200]:
+                c.close()
+            del conns[:200]
+            want = len(conns)
+            deadline = time.monotonic() + 10
+            after = 0
+            while time.monotonic() < deadline:
+                after = self.server_conns()
+                if after >= want:
+                    break
+                time.sleep(0.1)
+            for c in conns:
+                c.close()
+            conns = []
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.server_conns() > 0:
+                time.sleep(0.1)
+            msg = request('OPTIONS', self.ruri, '127.0.0.1', 5060, 'TCP', self.cid('fds'))
+            sts, _, _ = self.tcp_stream([msg], time.monotonic() + self.wait * 2)
+            again = bool(sts) and sts[-1] == 200
+            ok = held < n and cpu < 0.5 * wall and udp_ok and after >= want and again
+            return ok, ('limit %d descriptors, %d connections: server held %d, CPU %.2f s in %.1f s '
+                        'while out of descriptors (bound 50%%), UDP OPTIONS %s, after freeing 200 it '
+                        'held %d of %d, then TCP OPTIONS %s' % (
+                            self.fd_limit, n, held, cpu, wall,
+                            'answered' if udp_ok else 'NOT answered', after, want, sts))
+        except OSError as e:
+            return False, 'after %d connections: %s' % (len(conns), e)
+        finally:
+            for c in conns:
+                c.close()
+
     def server_conns(self):
         """TCP connections the server process holds (established, from /proc)."""
         return count_tcp_conns(self.pid, self.tcp[1])
@@ -454,7 +525,7 @@ class Limits:
 
 
 CHECKS = ['headers_udp', 'headers_tcp', 'headers_tcp_big', 'body_10m', 'idle_conns',
-          'garbage_tcp', 'garbage_crlf', 'garbage_udp', 'over_max']
+          'garbage_tcp', 'garbage_crlf', 'garbage_udp', 'over_max', 'fd_exhaust']
 
 
 def main():
@@ -465,13 +536,17 @@ def main():
     ap.add_argument('--wait', type=float, default=3.0, help='seconds per exchange (default 3)')
     ap.add_argument('--idle-conns', type=int, default=5000,
                     help='idle TCP connections opened by idle-conns (default 5000)')
+    ap.add_argument('--fd-limit', type=int, default=0,
+                    help="the server's descriptor limit (fd-exhaust needs it)")
     ap.add_argument('--max-conns', type=int, default=0,
                     help="the server's --max-connections (over-max needs it)")
     ap.add_argument('--only', help='comma-separated check names (%s)' % ', '.join(CHECKS))
     ap.add_argument('-v', '--verbose', action='store_true')
     args = ap.parse_args()
     lim = Limits(args)
-    names = CHECKS if not args.only else [n.replace('-', '_') for n in args.only.split(',')]
+    names = [c for c in CHECKS if c != 'fd_exhaust' or args.fd_limit]
+    if args.only:
+        names = [n.replace('-', '_') for n in args.only.split(',')]
     if not lim.drv.probe(timeout=max(args.wait, 5)):
         print('FAIL server does not answer OPTIONS at %s:%d' % lim.udp)
         print('0 passed, 1 failed')

@@ -132,7 +132,8 @@ start_server() {
   mkdir -p "$WORK/data-$tag"
   case $KIND in
   homeserver)
-    "$BIN" --listen "udp:127.0.0.1:$SIP_PORT" --listen "tcp:127.0.0.1:$SIP_PORT" \
+    # SERVER_NOFILE: start it with that descriptor limit (soft and hard)
+    ${SERVER_NOFILE:+prlimit --nofile="$SERVER_NOFILE" --} "$BIN" --listen "udp:127.0.0.1:$SIP_PORT" --listen "tcp:127.0.0.1:$SIP_PORT" \
            --domain example.com --data-dir "$WORK/data-$tag" --admin "127.0.0.1:$(free_port)" \
            "${EXTRA_ARGS[@]}" >"$LOG" 2>&1 &
     SERVER_PID=$!
@@ -213,6 +214,18 @@ if [ "$LIMITS" -eq 1 ]; then
     | tee "$WORK/limits.out"
   [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
   stop_server || rc=1
+  # Out of descriptors: a second server whose hard limit (300) is far below its
+  # max-connections (default 10,000) must warn at start and survive the exhaustion.
+  if [ $# -eq 0 ]; then
+    EXTRA_ARGS=()
+    SERVER_NOFILE=300 start_server fds || exit 1
+    grep -q 'max-connections .* needs about' "$LOG" \
+      || { echo "run.sh: no warning about max-connections above the descriptor limit" >&2; rc=1; }
+    python3 "$HERE/limits.py" --udp "127.0.0.1:$SIP_PORT" --tcp "127.0.0.1:$SIP_PORT" --pid "$SERVER_PID" \
+      --fd-limit 300 --only fd-exhaust | tee -a "$WORK/limits.out"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+    stop_server || rc=1
+  fi
 else
   setup_pool || exit 1
   # One fresh server per mode: the modes send the same files, and a transaction the
