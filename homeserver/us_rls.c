@@ -425,7 +425,8 @@ build(struct us_rls *r, const char *owner, const char *list_uri, unsigned versio
         struct part *p = &parts[nparts];
         if ((p->doc = us_presence_document(r->pa, c.v[i], owner, &p->len)) == NULL)
             goto out;
-        snprintf(p->cid, sizeof p->cid, "%s.%u%s", iid, version, dom ? dom : "@parley");
+        /* unique in the body even if two instance ids collided: the position is in it */
+        snprintf(p->cid, sizeof p->cid, "%s.%u.%zu%s", iid, version, i, dom ? dom : "@parley");
         nparts++;
         xmlSetProp(inst, (const xmlChar *)"state", (const xmlChar *)"active");
         xmlSetProp(inst, (const xmlChar *)"cid", (const xmlChar *)p->cid);
