@@ -266,7 +266,10 @@ archive_full)
   echo "" > "$TEST_TMP/chain.conf"
   sipp_bg uas -sf "$SCEN/uas_msg.xml" -i 127.0.0.1 -p "$UAS_PORT"
   for crit in no yes; do
-    HS_PORT=$(free_port); HS_ADMIN_PORT=; HS_DATA=$TEST_TMP/data-$crit; relay_setup
+    # HS_ADMIN_PORT is read by hs_start (tests/lib/homeserver.sh)
+    # shellcheck disable=SC2034
+    HS_ADMIN_PORT=
+    HS_PORT=$(free_port); HS_DATA=$TEST_TMP/data-$crit; relay_setup
     args=(--archive --archive-queue 4); [ $crit = yes ] && args+=(--archive-critical)
     hs_start --app-chain none "${args[@]}" "${RELAY_ARGS[@]}"
     rm -f "$TEST_TMP/locked" "$TEST_TMP/unlock"
