@@ -24,6 +24,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -98,7 +99,40 @@ die(const char *fmt, ...)
 
 /* ------------------------------------------------------------------ process figures */
 
-/* Rss and Pss of <pid> in kB (smaps_rollup); -1 when unreadable. */
+/* <pid> and its children (Kamailio's workers share its memory): up to <max> PIDs. */
+static int
+family(int pid, int *pids, int max)
+{
+    char path[64], buf[512];
+    int n = 0;
+
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+
+    pids[n++] = pid;
+    while (d && (de = readdir(d)) != NULL && n < max) {
+        FILE *f;
+        char *rp;
+        int ppid = 0, p = atoi(de->d_name);
+        if (p <= 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/stat", p);
+        if (p == pid || (f = fopen(path, "r")) == NULL)
+            continue;
+        size_t r = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[r] = '\0';
+        if ((rp = strrchr(buf, ')')) != NULL && sscanf(rp + 2, "%*c %d", &ppid) == 1 && ppid == pid)
+            pids[n++] = p;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static int fam[256], nfam;
+
+/* Rss and Pss of the server (<pid> and its children) in kB (smaps_rollup); -1 when unreadable. */
 static void
 mem_of(int pid, long *rss, long *pss)
 {
@@ -108,41 +142,51 @@ mem_of(int pid, long *rss, long *pss)
     *rss = *pss = -1;
     if (pid <= 0)
         return;
-    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "Rss:", 4) == 0)
-            *rss = strtol(line + 4, NULL, 10);
-        else if (strncmp(line, "Pss:", 4) == 0)
-            *pss = strtol(line + 4, NULL, 10);
+    if (nfam == 0)
+        nfam = family(pid, fam, 256);
+    *rss = *pss = 0;
+    for (int i = 0; i < nfam; i++) {
+        snprintf(path, sizeof path, "/proc/%d/smaps_rollup", fam[i]);
+        if ((f = fopen(path, "r")) == NULL)
+            continue;
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "Rss:", 4) == 0)
+                *rss += strtol(line + 4, NULL, 10);
+            else if (strncmp(line, "Pss:", 4) == 0)
+                *pss += strtol(line + 4, NULL, 10);
+        }
+        fclose(f);
     }
-    fclose(f);
 }
 
-/* utime + stime of <pid> in seconds; -1 when unreadable. */
+/* utime + stime of the server's processes in seconds; -1 when unreadable. */
 static double
 cpu_of(int pid)
 {
     char path[64], buf[2048], *p;
-    unsigned long ut = 0, st = 0;
-    FILE *f;
-    size_t n;
+    double total = 0;
 
     if (pid <= 0)
         return -1;
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return -1;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    if ((p = strrchr(buf, ')')) == NULL)
-        return -1;
-    /* after ") ": state(3) ... utime is field 14, stime 15 */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return -1;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    if (nfam == 0)
+        nfam = family(pid, fam, 256);
+    for (int i = 0; i < nfam; i++) {
+        unsigned long ut = 0, st = 0;
+        FILE *f;
+        size_t n;
+        snprintf(path, sizeof path, "/proc/%d/stat", fam[i]);
+        if ((f = fopen(path, "r")) == NULL)
+            continue;
+        n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        /* after ") ": state(3) ... utime is field 14, stime 15 */
+        if ((p = strrchr(buf, ')')) == NULL ||
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+            continue;
+        total += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    }
+    return total;
 }
 
 /* ------------------------------------------------------------------ sending */

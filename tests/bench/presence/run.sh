@@ -89,7 +89,7 @@ kamailio)
   sed -e "s/@PORT@/$PORT/g" -e "s#@DB@#$OUT/kamailio-db#g" "$HERE/kamailio-presence.cfg" >"$OUT/kamailio.cfg"
   mkdir -p "$OUT/kamailio-db"
   for t in version presentity active_watchers watchers xcap; do   # db_text tables with their versions
-    cp "/usr/share/kamailio/dbtext/kamailio/$t" "$OUT/kamailio-db/$t"
+    sed '1s/flags(int)/flags(int,null)/' "/usr/share/kamailio/dbtext/kamailio/$t" >"$OUT/kamailio-db/$t"
   done
   kamailio -f "$OUT/kamailio.cfg" -DD -E -m 2048 -M 64 -P "$OUT/kamailio.pid" >"$OUT/server.log" 2>&1 &
   SRV_PID=$!
