@@ -55,7 +55,7 @@ class Server:
         self.proc = subprocess.Popen(
             [os.environ["HS_BIN"], "--listen", "udp:127.0.0.1:%d" % self.port, "--domain", DOMAIN,
              "--data-dir", os.path.join(self.tmp, "data"), "--admin", "127.0.0.1:%d" % self.admin,
-             "--log-level", "debug", "--min-expires", "1", "--app-chain", CHAIN],
+             "--log-level", os.environ.get("HS_LOG_LEVEL", "debug"), "--min-expires", "1", "--app-chain", CHAIN],
             stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.time() + 10
         while time.time() < deadline:
