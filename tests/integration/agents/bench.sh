@@ -28,6 +28,14 @@ SCEN=$HERE/scenarios
 source "$HERE/../../lib/common.sh"
 source "$HERE/../../lib/homeserver.sh"
 source "$HERE/../../lib/sipp.sh"
+# sipp_bg's PID is timeout(1), which passes SIGTERM on to sipp; the SIGKILL of cleanup_all
+# alone would leave a sipp without -m running: SIGTERM everything first.
+term_all() {
+  local p
+  for p in "${PARLEY_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  sleep 0.2
+}
+trap 'term_all; cleanup_all' EXIT
 : "${HS_BIN:?HS_BIN must point at parley-homeserver}" "${AGENT_BIN:?AGENT_BIN must point at test_agent}"
 RATE=${RATE:-1000}
 DUR=${DURATION:-10}
@@ -138,7 +146,8 @@ EOT
   kill -TERM "$HS_PID" 2>/dev/null
   [ -n "$APID" ] && kill -TERM "$APID" 2>/dev/null
   for ((i = 0; i < 200; i++)); do kill -0 "$HS_PID" 2>/dev/null || break; sleep 0.05; done
-  kill -9 "$HS_PID" "$APID" "$UASPID" 2>/dev/null
+  kill -TERM "$UASPID" 2>/dev/null
+  kill -9 "$HS_PID" "$APID" 2>/dev/null
   wait "$HS_PID" "$UASPID" 2>/dev/null
   [ -n "$APID" ] && wait "$APID" 2>/dev/null
   rm -f "$TEST_TMP"/cg-*.out*

@@ -8,6 +8,14 @@ SCEN=$HERE/scenarios
 source "$HERE/../../lib/common.sh"
 source "$HERE/../../lib/homeserver.sh"
 source "$HERE/../../lib/sipp.sh"
+# sipp_bg's PID is timeout(1), which passes SIGTERM on to sipp; the SIGKILL of cleanup_all
+# alone would leave a sipp without -m running: SIGTERM everything first.
+term_all() {
+  local p
+  for p in "${PARLEY_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  sleep 0.2
+}
+trap 'term_all; cleanup_all' EXIT
 : "${HS_BIN:?HS_BIN must point at parley-homeserver}"
 : "${AGENT_BIN:?AGENT_BIN must point at test_agent}"
 CASE=${1:?case}
