@@ -16,6 +16,7 @@
 #include <openssl/rand.h>
 
 #include "proxy/px_trust.h"
+#include "sip/sip_raw.h"
 #include "util/log.h"
 
 struct edge_fe {
@@ -379,7 +380,10 @@ probe_all(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Response hook of requests sent to a front-end: a transport failure marks it down. */
+static int out_response_hide(struct edge_policy *ep, struct px_req *req, struct sip_msg *resp);
+
+/* Response hook of requests sent to a front-end: a transport failure marks it down; the
+ * Record-Route of what goes back out is hidden (topology hiding, below). */
 struct fwd_ctx {
     struct edge_fe *fe;
 };
@@ -392,7 +396,7 @@ fwd_response(struct px_req *req, struct sip_msg *resp, void *arg)
 
     if (resp->status == 504 && reason && strcmp(reason, "Next Hop Unreachable") == 0)
         mark(c->fe, false, "request not delivered");
-    return 0;
+    return out_response_hide(c->fe->ep, req, resp);
 }
 
 /* ------------------------------------------------------------------ the stage */
@@ -431,10 +435,337 @@ record_route(struct edge_policy *ep, struct sip_msg *msg, const char *token, con
     return 0;
 }
 
+/* ------------------------------------------------------------------ topology hiding */
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static size_t
+b64_encode(const unsigned char *in, size_t n, char *out)
+{
+    size_t o = 0;
+    uint32_t v;
+
+    for (size_t i = 0; i < n; i += 3) {
+        v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
+        out[o++] = b64url[v >> 18 & 63];
+        out[o++] = b64url[v >> 12 & 63];
+        if (i + 1 < n)
+            out[o++] = b64url[v >> 6 & 63];
+        if (i + 2 < n)
+            out[o++] = b64url[v & 63];
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/* -1 on a character outside the alphabet or an impossible length. */
+static long
+b64_decode(const char *in, size_t n, unsigned char *out, size_t outlen)
+{
+    uint32_t v = 0;
+    unsigned bits = 0;
+    size_t o = 0;
+
+    if (n % 4 == 1)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const char *c = memchr(b64url, in[i], 64);
+        if (c == NULL || in[i] == '\0')
+            return -1;
+        v = v << 6 | (uint32_t)(c - b64url);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o >= outlen)
+                return -1;
+            out[o++] = (unsigned char)(v >> bits & 0xff);
+        }
+    }
+    return (long)o;
+}
+
+#define TH_IV 12
+#define TH_TAG 16
+
+int
+edge_th_seal(const unsigned char key[32], const char *aad, const char *plain, char *out, size_t outlen)
+{
+    unsigned char buf[TH_IV + EDGE_TH_MAX + TH_TAG];
+    size_t n = strlen(plain);
+    EVP_CIPHER_CTX *c = NULL;
+    int len = 0, rc = -1;
+
+    if (n > EDGE_TH_MAX || outlen < (TH_IV + n + TH_TAG + 2) / 3 * 4 + 1 || RAND_bytes(buf, TH_IV) != 1)
+        return -1;
+    if ((c = EVP_CIPHER_CTX_new()) == NULL || EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, buf) != 1 ||
+        EVP_EncryptUpdate(c, NULL, &len, (const unsigned char *)aad, (int)strlen(aad)) != 1 ||
+        EVP_EncryptUpdate(c, buf + TH_IV, &len, (const unsigned char *)plain, (int)n) != 1 ||
+        EVP_EncryptFinal_ex(c, buf + TH_IV + len, &len) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TH_TAG, buf + TH_IV + n) != 1)
+        goto out;
+    b64_encode(buf, TH_IV + n + TH_TAG, out);
+    rc = 0;
+out:
+    EVP_CIPHER_CTX_free(c);
+    return rc;
+}
+
+int
+edge_th_open(const unsigned char key[32], const char *aad, const char *blob, char *out, size_t outlen)
+{
+    unsigned char buf[TH_IV + EDGE_TH_MAX + TH_TAG];
+    long n = b64_decode(blob, strlen(blob), buf, sizeof buf);
+    EVP_CIPHER_CTX *c = NULL;
+    int len = 0, rc = -1;
+    size_t plen;
+
+    if (n < TH_IV + TH_TAG || (size_t)n - TH_IV - TH_TAG >= outlen)
+        return -1;
+    plen = (size_t)n - TH_IV - TH_TAG;
+    if ((c = EVP_CIPHER_CTX_new()) == NULL || EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, buf) != 1 ||
+        EVP_DecryptUpdate(c, NULL, &len, (const unsigned char *)aad, (int)strlen(aad)) != 1 ||
+        EVP_DecryptUpdate(c, (unsigned char *)out, &len, buf + TH_IV, (int)plen) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TH_TAG, buf + TH_IV + plen) != 1 ||
+        EVP_DecryptFinal_ex(c, (unsigned char *)out + len, &len) != 1)
+        goto out;
+    out[plen] = '\0';
+    rc = memchr(out, '\0', plen) == NULL ? 0 : -1;
+out:
+    EVP_CIPHER_CTX_free(c);
+    return rc;
+}
+
+static bool
+uri_is_self(const osip_uri_t *u, const struct edge_self *s)
+{
+    return u && u->host && strcasecmp(u->host, s->host) == 0 &&
+           sip_uri_port(u, strcmp(s->transport, "tls") == 0 ? 5061 : 5060) == s->port;
+}
+
+static bool
+uri_is_ours(struct edge_policy *ep, const osip_uri_t *u)
+{
+    return u && u->host && px_is_us(ep->px, u->host, sip_uri_port(u, uri_proto(u) == TP_TLS ? 5061 : 5060));
+}
+
+/* Replaces the Record-Route list of <msg> by the single URI <uri> (no length limit). */
+static int
+set_single_rr(struct sip_msg *msg, const char *uri)
+{
+    osip_record_route_t *r = NULL;
+    osip_uri_t *u = NULL;
+
+    if (osip_record_route_init(&r) != 0)
+        return -1;
+    if (osip_uri_init(&u) != 0 || osip_uri_parse(u, uri) != 0) {
+        osip_uri_free(u);
+        osip_record_route_free(r);
+        return -1;
+    }
+    r->url = u;
+    sip_msg_remove_record_routes(msg);
+    osip_list_add(&msg->osip->record_routes, r, 0);
+    osip_message_force_update(msg->osip);
+    sip_msg_touch(msg);
+    return 0;
+}
+
+/*
+ * Topology hiding of a Record-Route list about to go out to an outside user (a response
+ * to its dialog-creating request, or a dialog-creating request to it). Every entry but
+ * our outside one — the front-end's, the home servers', our own inside entry — is
+ * encrypted (AES-256-GCM under the per-process key, the flow token as associated data)
+ * into the "th" parameter of our outside entry, which is all the user sees. The list is
+ * kept in the order the user's route set will have it (RFC 3261 §12.1: reversed for a
+ * UAC, as is for a UAS), our own entries as "~". 0 (also when there is nothing of ours
+ * in the list), -1 on error (the caller must not send the list as it is).
+ */
+static int
+hide_rr(struct edge_policy *ep, struct sip_msg *msg)
+{
+    int n = osip_list_size(&msg->osip->record_routes), idx = -1;
+    char plain[EDGE_TH_MAX + 1], blob[(TH_IV + EDGE_TH_MAX + TH_TAG + 2) / 3 * 4 + 1], token[256];
+    char *uri = NULL;
+    size_t used = 0, urilen;
+    int rc = -1;
+
+    for (int i = 0; i < n && idx < 0; i++) {
+        osip_record_route_t *r = osip_list_get(&msg->osip->record_routes, i);
+        if (r && uri_is_self(r->url, &ep->out) && r->url->username && !sip_uri_has_param(r->url, EDGE_TH_PARAM))
+            idx = i;
+    }
+    if (idx < 0)
+        return 0;
+    snprintf(token, sizeof token, "%s", ((osip_record_route_t *)osip_list_get(&msg->osip->record_routes, idx))->url->username);
+    plain[0] = '\0';
+    /* route order: the entries above ours reversed (the user is the UAC), then those below */
+    for (int k = 0; k < n - 1; k++) {
+        int i = k < idx ? idx - 1 - k : k + 1;
+        osip_record_route_t *r = osip_list_get(&msg->osip->record_routes, i);
+        char *s = r && r->url ? sip_uri_str(r->url) : NULL;
+        const char *item = s == NULL ? NULL : uri_is_ours(ep, r->url) ? "~" : s;
+        size_t l = item ? strlen(item) : 0;
+        if (item == NULL || used + l + 2 > sizeof plain) {
+            free(s);
+            log_warn("Record-Route too long to hide (%d entries)", n);
+            return -1;
+        }
+        used += (size_t)snprintf(plain + used, sizeof plain - used, "%s%s", used ? " " : "", item);
+        free(s);
+    }
+    if (edge_th_seal(ep->key, token, plain, blob, sizeof blob) != 0)
+        return -1;
+    urilen = strlen(blob) + strlen(token) + 300;
+    if ((uri = malloc(urilen)) == NULL)
+        return -1;
+    {
+        char extra[sizeof blob + 8];
+        snprintf(extra, sizeof extra, ";%s=%s", EDGE_TH_PARAM, blob);
+        if (self_uri(&ep->out, token, extra, uri, urilen) == 0 && set_single_rr(msg, uri) == 0)
+            rc = 0;
+    }
+    free(uri);
+    ep->stats.hidden++;
+    return rc;
+}
+
+/*
+ * Opens the "th" parameter of our outside URI <u> (a Route or Record-Route entry that
+ * came back from an outside user) into <plain> (the hidden entries, route order, "~" for
+ * ours, space-separated) and <token> (its flow token). 1 when <u> carries none, 0 when
+ * opened, -1 when it does not open (forged, another process's key, damaged).
+ */
+static int
+open_th(struct edge_policy *ep, const osip_uri_t *u, char *plain, size_t plainlen, char *token, size_t toklen)
+{
+    const char *blob = sip_uri_param(u, EDGE_TH_PARAM);
+
+    if (blob == NULL)
+        return 1;
+    if (u->username == NULL || strlen(u->username) >= toklen)
+        return -1;
+    snprintf(token, toklen, "%s", u->username);
+    return edge_th_open(ep->key, token, blob, plain, plainlen);
+}
+
+/*
+ * A response coming in from an outside user (to a dialog-creating request we sent it with
+ * a hidden Record-Route): its Record-Route gets the hidden entries back, so the inside
+ * caller's route set is the real one. 0, or -1 when the entry does not open.
+ */
+static int
+restore_rr(struct edge_policy *ep, struct sip_msg *msg)
+{
+    int n = osip_list_size(&msg->osip->record_routes);
+    char plain[EDGE_TH_MAX + 1], token[256], uri[600];
+
+    for (int i = 0; i < n; i++) {
+        osip_record_route_t *r = osip_list_get(&msg->osip->record_routes, i);
+        int rc;
+        if (r == NULL || !uri_is_self(r->url, &ep->out))
+            continue;
+        rc = open_th(ep, r->url, plain, sizeof plain, token, sizeof token);
+        if (rc == 1)
+            continue;
+        if (rc != 0)
+            return -1;
+        /* ours without th, then the hidden entries after it (the user was the UAS: route
+         * order is Record-Route order) */
+        if (self_uri(&ep->out, token, "", uri, sizeof uri) != 0)
+            return -1;
+        {
+            osip_uri_t *nu = NULL;
+            if (osip_uri_init(&nu) != 0 || osip_uri_parse(nu, uri) != 0) {
+                osip_uri_free(nu);
+                return -1;
+            }
+            osip_uri_free(r->url);
+            r->url = nu;
+        }
+        int at = i + 1;
+        for (char *save = NULL, *item = strtok_r(plain, " ", &save); item; item = strtok_r(NULL, " ", &save)) {
+            osip_record_route_t *nr = NULL;
+            osip_uri_t *nu = NULL;
+            if (strcmp(item, "~") == 0) {
+                if (self_uri(&ep->in, token, "", uri, sizeof uri) != 0)
+                    return -1;
+                item = uri;
+            }
+            if (osip_record_route_init(&nr) != 0 || osip_uri_init(&nu) != 0 || osip_uri_parse(nu, item) != 0) {
+                osip_uri_free(nu);
+                osip_record_route_free(nr);
+                return -1;
+            }
+            nr->url = nu;
+            osip_list_add(&msg->osip->record_routes, nr, at++);
+        }
+        osip_message_force_update(msg->osip);
+        sip_msg_touch(msg);
+        return 0;
+    }
+    return 0;
+}
+
+bool
+edge_policy_ack(struct sip_msg *ack, const struct tp_rx *rx, void *arg)
+{
+    struct edge_policy *ep = arg;
+    char plain[EDGE_TH_MAX + 1], token[256];
+    int n = sip_msg_route_count(ack), rc = 1;
+    char *items[32], *save = NULL;
+    int k = 0;
+
+    for (int i = 0; i < n && rc == 1; i++) {
+        osip_uri_t *u = sip_msg_route_uri(ack, i);
+        if (u && uri_is_self(u, &ep->out))
+            rc = open_th(ep, u, plain, sizeof plain, token, sizeof token);
+    }
+    if (rc == 1)
+        return true;    /* no hidden route set: px routes it as it is */
+    if (rc < 0) {
+        ep->stats.refused++;
+        return false;   /* forged or stale */
+    }
+    sip_msg_remove_routes(ack);
+    for (char *it = strtok_r(plain, " ", &save); it && k < 32; it = strtok_r(NULL, " ", &save))
+        if (strcmp(it, "~") != 0)
+            items[k++] = it;
+    for (int i = k - 1; i >= 0; i--)
+        if (sip_msg_push_route(ack, items[i]) != 0)
+            return false;
+    (void)rx;
+    return true;
+}
+
+/* Responses going out to an outside user: Record-Route hidden. */
+static int
+out_response_hide(struct edge_policy *ep, struct px_req *req, struct sip_msg *resp)
+{
+    if (osip_list_size(&resp->osip->record_routes) == 0 || hide_rr(ep, resp) == 0)
+        return 0;
+    px_reply(req, 500, "Server Internal Error");   /* never the internal list */
+    return 1;
+}
+
+/* Responses coming in from an outside user: Record-Route restored. */
+static int
+in_response(struct px_req *req, struct sip_msg *resp, void *arg)
+{
+    struct edge_policy *ep = arg;
+
+    if (osip_list_size(&resp->osip->record_routes) == 0 || restore_rr(ep, resp) == 0)
+        return 0;
+    ep->stats.refused++;
+    px_reply(req, 502, "Bad Record-Route From Outside");
+    return 1;
+}
+
 struct route_keep {
     struct edge_policy *ep;
-    char *uris[32];
+    char *uris[32];                 /* the entries that are not ours */
     int n;
+    char *ours[4];                  /* our own entries (one may carry "th") */
+    int nours;
 };
 
 /* Keeps the Route URIs that are not ours (the route set after the edge's own entries). */
@@ -452,31 +783,60 @@ keep_route(const char *uri, void *arg)
     osip_uri_free(u);
     if (!ours && k->n < 32 && (k->uris[k->n] = strdup(uri)) != NULL)
         k->n++;
+    else if (ours && k->nours < 4 && (k->ours[k->nours] = strdup(uri)) != NULL)
+        k->nours++;
 }
 
 /*
  * px_trust stripped the route set of the outside user's in-dialog request; the part after
  * our own entries (front-end, home server: what the dialog's Record-Route set up) is put
- * back, so the request follows the dialog's path inside. Those hops are checked by the
- * front-end (they must be pool servers).
+ * back. With topology hiding (the usual case) it comes out of the "th" parameter of our
+ * entry, which only we can open; a route set without one (a dialog set up before hiding
+ * existed) keeps its entries after ours, checked by the front-end (they must be pool
+ * servers). 0, or -1 when a "th" does not open (the request is refused).
  */
 static int
 restore_routes(struct edge_policy *ep, struct px_req *req)
 {
     const struct tp_rx *rx = px_req_rx(req);
+    struct sip_msg *msg = px_req_msg(req);
     struct route_keep k;
-    int rc = 0;
+    char plain[EDGE_TH_MAX + 1], token[256];
+    int rc = 0, th = 1;
 
     memset(&k, 0, sizeof k);
     k.ep = ep;
     if (rx == NULL)
         return 0;
     edge_raw_routes(rx->buf, rx->len, keep_route, &k);
-    for (int i = k.n - 1; i >= 0; i--) {
-        if (sip_msg_push_route(px_req_msg(req), k.uris[i]) != 0)
-            rc = -1;
-        free(k.uris[i]);
+    sip_msg_remove_routes(msg);   /* what px_trust kept is among k.uris */
+    for (int i = 0; i < k.nours && th == 1; i++) {
+        osip_uri_t *u = NULL;
+        if (osip_uri_init(&u) == 0 && osip_uri_parse(u, k.ours[i]) == 0)
+            th = open_th(ep, u, plain, sizeof plain, token, sizeof token);
+        osip_uri_free(u);
     }
+    if (th == 0) {
+        /* the hidden route set, in order; our own entries ("~") are passed already */
+        char *items[32], *save = NULL;
+        int n = 0;
+        for (char *it = strtok_r(plain, " ", &save); it && n < 32; it = strtok_r(NULL, " ", &save))
+            if (strcmp(it, "~") != 0)
+                items[n++] = it;
+        for (int i = n - 1; i >= 0; i--)
+            if (sip_msg_push_route(msg, items[i]) != 0)
+                rc = -1;
+    } else if (th < 0) {
+        rc = -1;
+    } else {
+        for (int i = k.n - 1; i >= 0; i--)
+            if (sip_msg_push_route(msg, k.uris[i]) != 0)
+                rc = -1;
+    }
+    for (int i = 0; i < k.n; i++)
+        free(k.uris[i]);
+    for (int i = 0; i < k.nours; i++)
+        free(k.ours[i]);
     return rc;
 }
 
@@ -539,7 +899,8 @@ from_outside(struct edge_policy *ep, struct px_req *req)
             return PX_ANSWERED;
         }
         if (restore_routes(ep, req) != 0) {
-            px_reply(req, 500, NULL);
+            ep->stats.refused++;
+            px_reply(req, 403, "Not A Dialog Of This Edge");
             return PX_ANSWERED;
         }
     } else if (is_dialog_creating(msg) && record_route(ep, msg, token, &ep->out, &ep->in) != 0) {
@@ -593,7 +954,18 @@ from_inside(struct edge_policy *ep, struct px_req *req)
         px_reply(req, 430, "Flow Failed");   /* RFC 5626 §5.3: the client's flow is gone */
         return PX_ANSWERED;
     }
-    if (is_dialog_creating(msg) && record_route(ep, msg, token, &ep->in, &ep->out) != 0) {
+    /* The pool's credentials (digest for our realm, consumed inside) are no business of
+     * the outside user, and their uri names the inside user's home server. */
+    if (osip_list_size(&msg->osip->proxy_authorizations) > 0) {
+        osip_proxy_authorization_t *pa;
+        while ((pa = osip_list_get(&msg->osip->proxy_authorizations, 0)) != NULL) {
+            osip_list_remove(&msg->osip->proxy_authorizations, 0);
+            osip_proxy_authorization_free(pa);
+        }
+        osip_message_force_update(msg->osip);
+        sip_msg_touch(msg);   /* forwarded from osip, not from the received bytes */
+    }
+    if (is_dialog_creating(msg) && (record_route(ep, msg, token, &ep->in, &ep->out) != 0 || hide_rr(ep, msg) != 0)) {
         px_reply(req, 500, NULL);
         return PX_ANSWERED;
     }
@@ -620,6 +992,7 @@ from_inside(struct edge_policy *ep, struct px_req *req)
         px_reply(req, 500, NULL);
         return PX_ANSWERED;
     }
+    px_req_on_response(req, in_response, ep, NULL);   /* hidden Record-Route restored */
     ep->stats.outbound++;
     return PX_FORWARD;
 }

@@ -19,9 +19,17 @@
  *    (ours, popped by px) names the outside connection; the request is sent on it (NAT:
  *    the connection the client opened; UDP: its source address, rport). Flow gone: 430
  *    Flow Failed (RFC 5626 §5.3). Without a token the Request-URI is used;
- *  - responses going out to an outside user lose the internal part of Record-Route (only
- *    our outside entry is left): the user's in-dialog requests need nothing more, since
- *    Routes after ours are stripped anyway.
+ *  - topology hiding (design §1 "never reveals internal addresses"): a Record-Route list
+ *    going out to an outside user (in a response to its dialog-creating request, or in a
+ *    dialog-creating request to it) is cut down to our outside entry; every other entry
+ *    (front-end, home servers, our inside entry) is sealed, AES-256-GCM under the
+ *    per-process key with the flow token as associated data, into its "th" URI parameter.
+ *    The user's in-dialog requests carry that entry back as their Route: the hidden route
+ *    set is opened and pushed (a "th" that does not open: 403); a response from the user
+ *    carrying it has its Record-Route restored before it goes in (else 502). Responses the
+ *    user gets carry only its own Via (ours is popped). Not hidden: the Via list of
+ *    requests the pool sends the user, and 2xx retransmissions relayed statelessly
+ *    (px late responses, no hook) keep the full Record-Route.
  * Nothing is sent to an internal address except the front-ends.
  *
  * Loop thread only. px is borrowed.
@@ -55,12 +63,17 @@ void edge_policy_free(struct edge_policy *ep);
 /* The px request handler (px_request_fn) with <arg> = the policy. */
 enum px_verdict edge_policy_handle(struct px_req *req, void *arg);
 
+/* The px ACK hook (px_ack_fn, px_set_ack_hook) with <arg> = the policy: an outside
+ * user's ACK for a 2xx carrying our hidden route set ("th") gets it back. */
+bool edge_policy_ack(struct sip_msg *ack, const struct tp_rx *rx, void *arg);
+
 struct edge_policy_stats {
     uint64_t inbound;               /* outside requests forwarded to a front-end */
     uint64_t outbound;              /* pool requests sent to an outside user */
     uint64_t flow_failed;           /* 430: the outside connection had gone */
     uint64_t refused;               /* 403 (in-dialog request for a dialog not ours) */
     uint64_t failovers;             /* front-ends marked down */
+    uint64_t hidden;                /* Record-Route lists hidden (topology hiding) */
 };
 void edge_policy_stats_get(const struct edge_policy *ep, struct edge_policy_stats *out);
 /* How many front-ends are up now. */
@@ -79,6 +92,16 @@ struct edge_flow {
 };
 int edge_flow_token(const unsigned char key[32], const struct edge_flow *f, char *out, size_t outlen);
 int edge_flow_parse(const unsigned char key[32], const char *token, struct edge_flow *out);
+
+/*
+ * Topology hiding: <plain> (at most EDGE_TH_MAX bytes) sealed with AES-256-GCM under
+ * <key>, <aad> as associated data, into <out> as base64url (IV, ciphertext, tag), or
+ * opened back. 0, or -1 (too long, <out> too small, forged or damaged blob).
+ */
+#define EDGE_TH_MAX 1500
+#define EDGE_TH_PARAM "th"
+int edge_th_seal(const unsigned char key[32], const char *aad, const char *plain, char *out, size_t outlen);
+int edge_th_open(const unsigned char key[32], const char *aad, const char *blob, char *out, size_t outlen);
 
 /* The user part of the URI of the first Route header line of the raw message <buf,len>
  * into <out>: 0, or -1 when there is no Route or its URI has no user part. */

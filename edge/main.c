@@ -357,6 +357,7 @@ start(struct edge *e)
     eo.down_hold_ms = (unsigned)e->set.down_hold_ms;
     if ((e->ep = edge_policy_new(e->base, &eo)) == NULL)
         return -1;
+    px_set_ack_hook(e->px, edge_policy_ack, e->ep);   /* hidden route sets of ACKs (topology hiding) */
     log_info("outside address %s, inside address %s, %zu front-end(s)", outside, inside, e->set.frontend.n);
     return 0;
 }

@@ -195,6 +195,7 @@ restore_dialog_routes(struct fe_director *fd, struct px_req *req)
     if (rx == NULL || tr == NULL || !tr->dialog_via_us)
         return 0;
     n = raw_routes(fd, rx->buf, rx->len, uris, 16);
+    sip_msg_remove_routes(px_req_msg(req));   /* px_trust kept the pool servers' among them */
     if (n > 0) {
         osip_uri_t *first = NULL;
         bool ok = osip_uri_init(&first) == 0 && osip_uri_parse(first, uris[0]) == 0 && is_pool_server(fd, first);
@@ -422,8 +423,8 @@ fe_director_handle(struct px_req *req, void *arg)
 
     if (peer != NULL && peer->role == DIR_ROLE_EDGE)
         return from_edge(fd, req);
-    if (peer != NULL || px_req_has_route(req))
-        return PX_ROUTE;   /* a pool server, or a loose-routed in-dialog request */
+    if (peer != NULL || (px_req_has_route(req) && px_req_is_trusted(req)))
+        return PX_ROUTE;   /* a pool server, or a loose-routed request over a trusted link */
     if (msg->method == SIP_REGISTER)
         return inside_register(fd, req);
     if (sip_msg_to_tag(msg) != NULL) {

@@ -22,6 +22,7 @@ struct hs_dir {
     struct store *st;
     unsigned long dropped_users;   /* users whose bindings were dropped by a directory change */
     unsigned long redirects;       /* 301 to another home server */
+    unsigned long routed_home;     /* requests proxied to the user's home server (hs_dir_route_home) */
     bool shutdown_done;
 };
 
@@ -223,6 +224,74 @@ hs_dir_check_register(struct hs_dir *hd, struct px_req *req)
     return PX_ANSWERED;
 }
 
+/* ------------------------------------------------------------------ routing to other home servers */
+
+/* "<sip:host:port;transport=t;lr>" of an announced address "sip:host:port;transport=t". */
+static int
+home_route_uri(const char *address, char *out, size_t outlen)
+{
+    osip_uri_t *u = NULL;
+    const char *transport;
+    bool v6;
+    int n = -1;
+
+    if (address == NULL || osip_uri_init(&u) != 0)
+        return -1;
+    if (osip_uri_parse(u, address) == 0 && u->host && u->host[0]) {
+        transport = sip_uri_param(u, "transport");
+        v6 = strchr(u->host, ':') != NULL && u->host[0] != '[';
+        n = snprintf(out, outlen, "<%s:%s%s%s:%u%s%s;lr>", u->scheme ? u->scheme : "sip", v6 ? "[" : "", u->host,
+                     v6 ? "]" : "", (unsigned)sip_uri_port(u, transport && strcasecmp(transport, "tls") == 0 ? 5061 : 5060),
+                     transport ? ";transport=" : "", transport ? transport : "");
+        n = n < 0 || (size_t)n >= outlen ? -1 : 0;
+    }
+    osip_uri_free(u);
+    return n;
+}
+
+bool
+hs_dir_route_home(struct hs_dir *hd, struct px_req *req, const char *aor, enum px_verdict *v)
+{
+    const struct dir_user *u;
+    const struct dir_server *s;
+    struct px_target t = {0};
+    char route[512];
+    char *ruri;
+    int rc;
+
+    if (hd == NULL || aor == NULL || (u = dir_user_get(hd->dir, aor)) == NULL || !u->enabled ||
+        u->home == NULL || strcasecmp(u->home, hd->name) == 0)
+        return false;
+    *v = PX_ANSWERED;
+    s = dir_server_get(hd->dir, u->home);
+    if (s == NULL || s->role != DIR_ROLE_HOMESERVER) {
+        px_reply(req, 480, "Home Server Not Available");
+        return true;
+    }
+    if (home_route_uri(s->address, route, sizeof route) != 0) {
+        log_warn("home server %s announces an unusable address '%s'", s->name, s->address);
+        px_reply(req, 480, "Home Server Unreachable");
+        return true;
+    }
+    if ((ruri = sip_uri_str(sip_msg_ruri(px_req_msg(req)))) == NULL) {
+        px_reply(req, 400, "Bad Request-URI");
+        return true;
+    }
+    t.uri = ruri;
+    t.route_set = route;   /* a directory address, not the client's choice: no relay check */
+    t.q = 1000;
+    rc = px_add_target(req, &t);
+    free(ruri);
+    if (rc != 0) {
+        px_reply(req, 500, NULL);
+        return true;
+    }
+    hd->routed_home++;
+    px_log(req, LOG_DEBUG, "%s is homed on %s: proxied to %s", aor, s->name, route);
+    *v = PX_FORWARD;
+    return true;
+}
+
 /* ------------------------------------------------------------------ admin */
 
 static bool
@@ -258,6 +327,7 @@ DIR_FN(m_rejected, ds.rejected)
 DIR_FN(m_revision, ds.revision)
 DIR_FN(m_dropped, hd->dropped_users)
 DIR_FN(m_redirects, hd->redirects)
+DIR_FN(m_routed_home, hd->routed_home)
 
 /* JSON views of the directory cache for the admin endpoint (what this server trusts). */
 struct json_iter {
@@ -358,6 +428,9 @@ hs_dir_register_admin(struct hs_dir *hd, struct admin_http *admin, struct metric
                        "users whose bindings were dropped (removed, disabled, moved)", m_dropped, hd);
     metrics_counter_fn(m, "parley_registrar_redirects_total", "REGISTERs redirected to the user's home",
                        m_redirects, hd);
+    metrics_counter_fn(m, "parley_homeserver_routed_home_total",
+                       "requests proxied straight to the user's home server (another home server)",
+                       m_routed_home, hd);
 }
 
 int

@@ -59,6 +59,20 @@ struct dir *hs_dir_dir(struct hs_dir *hd);
  */
 enum px_verdict hs_dir_check_register(struct hs_dir *hd, struct px_req *req);
 
+/*
+ * Home servers route to each other (design §1, as LCS did): a request for <aor> (the
+ * Request-URI's user, in our domain) whose user the directory homes on another server
+ * is proxied straight to that server's announced SIP address (its MTLS listener in a
+ * pool), Request-URI unchanged, with a loose Route to it; px Record-Routes dialogs as
+ * for any other (RFC 5658 double entry when the transports differ). The receiving home
+ * server classes the connection as server (its certificate subject is in the
+ * directory) and routes to the user's endpoints. Returns true with <*v> when it
+ * forwarded (PX_FORWARD) or answered (480: that server is not announced, or announces
+ * an unusable address); false when the user is unknown, disabled, homed here, or <hd>
+ * is NULL: the caller handles it locally.
+ */
+bool hs_dir_route_home(struct hs_dir *hd, struct px_req *req, const char *aor, enum px_verdict *v);
+
 /* Adds the "directory" health check and the directory series to /metrics. Either may
  * be NULL. */
 void hs_dir_register_admin(struct hs_dir *hd, struct admin_http *admin, struct metrics *m);

@@ -275,10 +275,15 @@ hs_handle(struct px_req *req, void *arg)
     snprintf(aor, sizeof aor, "%s@%s", ru->username, hs->set.domain);
     for (char *c = aor; *c; c++)
         *c = (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c);
+    if ((msg->method == SIP_SUBSCRIBE || msg->method == SIP_PUBLISH || msg->method == SIP_SERVICE) &&
+        hs_dir_route_home(hs->dir, req, aor, &v))
+        return v;   /* User Services of a user homed elsewhere: that home server's (hs_dir.h) */
     if (us_services_handle(hs->svc, req, aor, &v))
         return v;   /* SUBSCRIBE, PUBLISH, SERVICE; blocked senders (us_services.h) */
     if (hs_apps_run(hs->apps, req, &v))
         return v;   /* an application (routing.am by default) proxied or answered it */
+    if (hs_dir_route_home(hs->dir, req, aor, &v))
+        return v;   /* homed on another server: straight there over MTLS (hs_dir.h) */
     return route_local_user(hs, req, aor);   /* built-in routing: no chain, or the chain passed */
 }
 

@@ -39,6 +39,8 @@ struct px {
     struct px_trust *trust;   /* connection classes, stripping, throttling (px_trust.h) */
     px_final_fn *final_fn;    /* px_set_final_observer() (archiving), or NULL */
     void *final_arg;
+    px_ack_fn *ack_fn;        /* px_set_ack_hook() (the edge), or NULL */
+    void *ack_arg;
 };
 
 struct px_branch {
@@ -111,6 +113,12 @@ px_set_final_observer(struct px *px, px_final_fn *fn, void *arg)
 {
     px->final_fn = fn;
     px->final_arg = arg;
+}
+void
+px_set_ack_hook(struct px *px, px_ack_fn *fn, void *arg)
+{
+    px->ack_fn = fn;
+    px->ack_arg = arg;
 }
 uint64_t px_req_conn_id(const struct px_req *req) { return req->conn_id; }
 const struct tp_addr *px_req_src(const struct px_req *req) { return &req->src; }
@@ -384,6 +392,15 @@ loop_hash(const struct sip_msg *msg, char out[17])
         for (const char *s = parts[i]; *s; s++)
             h = (h ^ (unsigned char)*s) * 1099511628211ULL;
         h = (h ^ '|') * 1099511628211ULL;
+    }
+    /* §16.6 step 8: the Route set too, so that a spiral (the same in-dialog request through
+     * us twice, e.g. front-end -> home server -> front-end -> edge) is not taken for a loop */
+    for (int i = 0, n = sip_msg_route_count(msg); i < n; i++) {
+        char *r = sip_uri_str(sip_msg_route_uri(msg, i));
+        for (const char *s = r ? r : ""; *s; s++)
+            h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        h = (h ^ ',') * 1099511628211ULL;
+        free(r);
     }
     h ^= msg->cseq;
     free(ruri);
@@ -1229,6 +1246,8 @@ on_ack(struct sip_msg *ack, const struct tp_rx *rx, void *arg)
 
     if (px->trust && !px_trust_ack_allowed(px->trust, ack, rx))
         goto drop;   /* a client's ACK not routed through a dialog of ours */
+    if (px->ack_fn && !px->ack_fn(ack, rx, px->ack_arg))
+        goto drop;
     preprocess_routes(px, ack);
     u = sip_msg_route_count(ack) > 0 ? sip_msg_route_uri(ack, 0) : sip_msg_ruri(ack);
     if (mf <= 0 || u == NULL || (sip_msg_route_count(ack) > 0 && !sip_uri_has_param(u, "lr")) ||

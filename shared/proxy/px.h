@@ -164,6 +164,15 @@ void px_req_forward(struct px_req *req);
 typedef void px_final_fn(struct px_req *req, int code, void *arg);
 void px_set_final_observer(struct px *px, px_final_fn *fn, void *arg);
 
+/*
+ * ACK for a 2xx (forwarded statelessly, no transaction, §16.11): <fn>(<ack>, <rx>, <arg>)
+ * runs after the trust check and before Route pre-processing, and may rewrite the ACK's
+ * route set (the edge restores a hidden one); false drops the ACK. One per px; NULL
+ * removes it.
+ */
+typedef bool px_ack_fn(struct sip_msg *ack, const struct tp_rx *rx, void *arg);
+void px_set_ack_hook(struct px *px, px_ack_fn *fn, void *arg);
+
 /* ------------------------------------------------------------------ requests we originate
  * (px_uac.c): the home server sends NOTIFYs of its subscriptions (RFC 6665) itself. */
 struct evdns_base;

@@ -11,6 +11,7 @@
 #include <event2/buffer.h>
 
 #include "directory/dir.h"
+#include "sip/sip_raw.h"
 #include "util/admin_http.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -727,6 +728,50 @@ top_route_is_us(struct px_trust *t, const struct sip_msg *msg)
     return px_is_us(t->px, u->host, sip_uri_port(u, def));
 }
 
+struct host_find {
+    const char *host;
+    uint16_t port;
+    bool found;
+};
+
+static bool server_host_iter(const struct dir_server *s, void *arg);
+
+/*
+ * A client's in-dialog request loose-routed to us: our own entries are dropped, and of
+ * the rest of its route set only the entries naming a directory server (by host and
+ * port: the hops our dialog's Record-Route set up inside the pool, e.g. the callee's home
+ * server) are kept, in order; anything else the client put there is removed.
+ */
+static void
+keep_pool_routes(struct px_trust *t, struct sip_msg *msg)
+{
+    osip_route_t *r;
+    char *text;
+    struct host_find f;
+    char h[256];
+    int i = 0;
+
+    while (sip_msg_route_count(msg) > 0 && top_route_is_us(t, msg))
+        sip_msg_pop_route(msg);
+    while ((r = osip_list_get(&msg->osip->routes, i)) != NULL) {
+        text = r->url ? sip_uri_str(r->url) : NULL;
+        f.found = false;
+        if (t->dir && text && uri_text_hostport(text, h, sizeof h, &f.port)) {
+            f.host = h;
+            dir_server_foreach(t->dir, server_host_iter, &f);
+        }
+        free(text);
+        if (f.found) {
+            i++;
+            continue;
+        }
+        osip_list_remove(&msg->osip->routes, i);
+        osip_route_free(r);
+        msg->dirty |= SIP_DIRTY_ROUTE;   /* the forwarding builders rewrite Route from osip */
+    }
+    osip_message_force_update(msg->osip);
+}
+
 static enum tp_class
 classify(struct px_trust *t, const struct tp_rx *rx)
 {
@@ -765,7 +810,10 @@ px_trust_on_request(struct px_trust *t, struct px_req *r)
             log_debug("stripped Route/Record-Route of a client request from %s",
                       tp_addr_str(px_req_src(r), src, sizeof src));
         }
-        sip_msg_remove_routes(msg);
+        if (tr->dialog_via_us)
+            keep_pool_routes(t, msg);
+        else
+            sip_msg_remove_routes(msg);
         sip_msg_remove_record_routes(msg);
     }
     if (msg->method == SIP_CANCEL)
@@ -850,11 +898,6 @@ out:
     return rc;
 }
 
-struct host_find {
-    const char *host;
-    uint16_t port;
-    bool found;
-};
 
 /* Same host (case-insensitive) and, when both name one, the same port. */
 static bool

@@ -6,8 +6,9 @@ phone's Contact 127.0.0.1:<bind-port>;transport=tls names it), as a phone behind
 keeps its flow (RFC 5626), and bridges it to plain TCP for sipp:
   - sipp UACs connect to --listen; their messages go up the flow; responses coming
     down the flow go to the UAC connection that spoke last;
-  - requests coming down the flow go to a sipp UAS listening on TCP --uas (connected on
-    first use); its responses go up the flow.
+  - requests coming down the flow in a call a UAC connection started (same Call-ID, e.g.
+    the callee's BYE) go to that UAC; other requests go to a sipp UAS listening on TCP
+    --uas (connected on first use); its responses go up the flow.
 SIP stream framing by Content-Length. CRLF keep-alives (RFC 5626 §4.4.1) are answered.
 Stops when the flow closes, or on SIGTERM. Loopback test tool only.
 """
@@ -20,6 +21,12 @@ import ssl
 import sys
 
 CL = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)", re.I | re.M)
+CALL_ID = re.compile(rb"^(?:call-id|i)[ \t]*:[ \t]*(\S+)", re.I | re.M)
+
+
+def call_id(msg):
+    m = CALL_ID.search(msg)
+    return m.group(1) if m else None
 
 
 async def read_msg(reader, pong=None):
@@ -46,6 +53,7 @@ class Flow:
         self.up_w = None
         self.client_w = None
         self.uas_w = None
+        self.calls = {}   # Call-ID -> the UAC connection that started it
         self.done = asyncio.Event()
 
     async def pump_client(self, reader, writer):
@@ -53,12 +61,15 @@ class Flow:
             while True:
                 msg = await read_msg(reader)
                 self.client_w = writer
+                if not msg.startswith(b"SIP/2.0") and call_id(msg):
+                    self.calls[call_id(msg)] = writer
                 self.up_w.write(msg)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             if self.client_w is writer:
                 self.client_w = None
+            self.calls = {k: w for k, w in self.calls.items() if w is not writer}
             writer.close()
 
     async def pump_uas(self, reader):
@@ -82,6 +93,8 @@ class Flow:
                 if msg.startswith(b"SIP/2.0"):
                     if self.client_w is not None:
                         self.client_w.write(msg)
+                elif call_id(msg) in self.calls:
+                    self.calls[call_id(msg)].write(msg)
                 elif self.args.uas:
                     await self.to_uas(msg)
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as e:

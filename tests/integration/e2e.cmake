@@ -1,7 +1,7 @@
 # End-to-end: the whole pool on loopback (deploy/local/pool: etcd, two home servers, a
 # front-end, an edge), sipp as inside and outside users (tests/e2e/run.sh).
 if(TARGET parley-frontend AND TARGET parley-edge AND TARGET parley-homeserver)
-  foreach(case redirect outside move)
+  foreach(case redirect outside homes failover move)
     add_test(NAME e2e_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/e2e/run.sh ${case})
     set_tests_properties(e2e_${case} PROPERTIES
       LABELS "e2e;needs-etcd"
