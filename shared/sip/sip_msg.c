@@ -122,8 +122,15 @@ set_err(struct sip_error *err, int status, const char *fmt, ...)
 static bool
 hname_is(const char *p, size_t n, const char *longname, char compact)
 {
-    if (n == 1 && compact && tolower((unsigned char)p[0]) == compact)
-        return true;
+    /* Called for every header line against several names: reject on the first
+     * character before measuring anything (<longname> is lower case; for a token
+     * character, c | 0x20 lowers a letter and never turns a non-letter into one). */
+    if (n == 0)
+        return false;
+    if (n == 1)
+        return compact && ((unsigned char)p[0] | 0x20) == (unsigned char)compact;
+    if (((unsigned char)p[0] | 0x20) != (unsigned char)longname[0])
+        return false;
     return strlen(longname) == n && strncasecmp(p, longname, n) == 0;
 }
 
