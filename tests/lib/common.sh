@@ -7,7 +7,21 @@ TEST_TMP=${TEST_TMP:-$(mktemp -d /tmp/parley-test.XXXXXX)}
 TEST_FAILED=0
 
 cleanup_all() {
-  local pid
+  local pid i left
+  # SIGTERM first: a `timeout` wrapper (sipp_bg) passes it on to its sipp, which a
+  # SIGKILL of the wrapper would leave running forever. Then SIGKILL what is left.
+  for pid in "${PARLEY_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null
+  done
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    left=0
+    for pid in "${PARLEY_PIDS[@]}"; do
+      # alive and not a zombie waiting to be reaped
+      [ -r "/proc/$pid/stat" ] && ! grep -q ') Z ' "/proc/$pid/stat" 2>/dev/null && left=1
+    done
+    [ "$left" = 0 ] && break
+    sleep 0.2
+  done
   for pid in "${PARLEY_PIDS[@]}"; do
     kill -9 "$pid" 2>/dev/null
   done
