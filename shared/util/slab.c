@@ -29,11 +29,14 @@ struct slab {
     bool listed;
 };
 
+#ifndef SLAB_PASSTHROUGH
 static struct {
     struct slab *avail;                   /* slabs with room */
 } classes[NCLASSES];
+#endif
 static struct slab_stats stats;
 
+#ifndef SLAB_PASSTHROUGH
 static unsigned
 class_of(size_t n)
 {
@@ -97,6 +100,8 @@ slab_new(unsigned cls)
     stats.mapped += SLAB_SIZE;
     return s;
 }
+
+#endif /* !SLAB_PASSTHROUGH */
 
 void *
 slab_alloc(size_t n)
