@@ -448,12 +448,15 @@ def txn_key(case):
 
 
 def pipeline_groups(batch, size=4):
-    """Groups of up to <size> cases with distinct transaction keys, in order."""
+    """Groups of up to <size> cases with distinct transaction keys and distinct Call-IDs
+    (the answers of a group are told apart by Call-ID: RFC 5118's messages share one),
+    in order."""
     groups = []
     for c in batch:
         k = txn_key(c)
+        cid = call_id_of(c.data)
         for g in groups:
-            if len(g) < size and all(txn_key(x) != k for x in g):
+            if len(g) < size and all(txn_key(x) != k and call_id_of(x.data) != cid for x in g):
                 g.append(c)
                 break
         else:
@@ -561,6 +564,8 @@ def self_test(cases, errors):
     groups = pipeline_groups([c for c in cases if pipeline_ok(c)])
     check(all(len({txn_key(x) for x in g}) == len(g) for g in groups),
           'pipeline groups hold distinct transactions')
+    check(all(len({call_id_of(x.data) for x in g}) == len(g) for g in groups),
+          'pipeline groups hold distinct Call-IDs')
     check(sum(len(g) for g in groups) == len([c for c in cases if pipeline_ok(c)]),
           'pipeline groups keep every case')
     w = [c for c in cases if c.name == 'wsinv']
