@@ -12,7 +12,11 @@
 # 3. samples the server's RSS (VmRSS) every 10 s into rss.tsv.
 # Prints the load average, the rates, sipp's successful/failed counts and the RSS growth
 # from the first sample after a 60 s warm-up to the end. Exit 1 if any transaction
-# failed or the server died. Results stay in $SOAK_OUT (default a temp dir).
+# failed, RSS grew by more than SOAK_RSS_MAX_GROWTH_MIB (32) after the warm-up, or the
+# server died. Results stay in $SOAK_OUT (default a temp dir). Every sipp runs under
+# timeout(1) (SOAK_SECONDS + 60 s), so the whole run is bounded (~SOAK_SECONDS + 2 min).
+# Run it on a quiet machine (a loaded one turns into client-side timeouts) with a
+# release build, and put the summary lines in the README's Robustness section.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 HSCEN=$HERE/../integration/homeserver/scenarios
@@ -20,6 +24,9 @@ FSCEN=$HERE/../integration/faults/scenarios
 HS_BIN=$(realpath "${1:?usage: run.sh <parley-homeserver>}")
 SOAK_SECONDS=${SOAK_SECONDS:-600}
 SOAK_FRACTION=${SOAK_FRACTION:-50}
+# Fail when RSS grows by more than this many MiB from the first sample after the 60 s
+# warm-up to the end (the last 10-minute run: +12.9 MiB).
+SOAK_RSS_MAX_GROWTH_MIB=${SOAK_RSS_MAX_GROWTH_MIB:-32}
 KEEP_TMP=1
 source "$HERE/../lib/common.sh"
 source "$HERE/../lib/homeserver.sh"
@@ -27,9 +34,11 @@ source "$HERE/../lib/sipp.sh"
 OUT=${SOAK_OUT:-$TEST_TMP}
 mkdir -p "$OUT"
 ulimit -n 8192
-# The proxy's per-client transaction throttle (px_trust, where present) would answer a
-# load generator on one address 503: lift it, these tests measure other limits.
-export PARLEY_MAX_CLIENT_TRANSACTIONS=${PARLEY_MAX_CLIENT_TRANSACTIONS:-100000}
+# The proxy's per-client transaction throttle (px_trust) would answer a load generator on
+# one address 503: each sipp is one client. hs_start passes --max-client-transactions
+# $HS_MAX_CLIENT_TX (a flag wins over the PARLEY_ environment variable), so lift it there.
+export HS_MAX_CLIENT_TX=${HS_MAX_CLIENT_TX:-100000}
+export PARLEY_MAX_CLIENT_TRANSACTIONS=$HS_MAX_CLIENT_TX
 
 log() { echo "soak: $*" | tee -a "$OUT/summary.txt"; }
 succ() { grep -E "Successful call" "$TEST_TMP/$1.out" | tail -1 | awk -F'|' '{ gsub(/ /, "", $3); print $3 }'; }
@@ -112,7 +121,7 @@ for n in msg reg call; do
   log "$n: $(succ "$n") successful, $(failed "$n") failed"
 done
 kill -0 "$HS_PID" 2>/dev/null || fail "the server died"
-python3 - "$OUT/rss.tsv" <<'PY' | tee -a "$OUT/summary.txt"
+python3 - "$OUT/rss.tsv" "$SOAK_RSS_MAX_GROWTH_MIB" <<'PY' | tee -a "$OUT/summary.txt"
 import sys
 rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n")[1:] if l]
 rows = [(int(s), int(r), float(l)) for s, r, l in rows]
@@ -123,7 +132,13 @@ load = sum(r[2] for r in rows) / len(rows)
 print("soak: RSS %.1f MiB at %d s (after warm-up), %.1f MiB at the end (%d s), peak %.1f MiB, growth %+.1f MiB (%+.1f%%); mean load average %.1f"
       % (warm[1] / 1024, warm[0], end[1] / 1024, end[0], peak / 1024, (end[1] - warm[1]) / 1024,
          100.0 * (end[1] - warm[1]) / warm[1], load))
+bound = float(sys.argv[2])
+if (end[1] - warm[1]) / 1024 > bound:
+    print("soak: FAIL RSS grew by more than %.0f MiB after the warm-up" % bound)
+    sys.exit(1)
+print("soak: RSS growth within the %.0f MiB bound" % bound)
 PY
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 log "bindings $(metric parley_registrar_bindings), transactions $(metric 'parley_transactions{kind="server"}')/$(metric 'parley_transactions{kind="client"}') live at the end"
 hs_stop || status=1
 kill "$uasm" "$uasc" 2>/dev/null
