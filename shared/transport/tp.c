@@ -31,6 +31,21 @@ tp_limits_default(struct tp_limits *lim)
     lim->connect_timeout_ms = 2000;
     lim->max_conns = 10000;
     lim->max_outbuf = 1024 * 1024;
+    lim->reuse_port = false;
+}
+
+int
+tp_sock_reuse_port(struct tp *tp, int fd, const char *where)
+{
+    int one = 1;
+
+    if (!tp->lim.reuse_port)
+        return 0;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        log_err("listen %s: SO_REUSEPORT: %s", where, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- descriptor limit -------------------------------------------------------------- */

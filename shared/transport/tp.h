@@ -49,6 +49,11 @@ struct tp_limits {
     unsigned connect_timeout_ms;  /* default 2000: outgoing TCP/TLS connect */
     unsigned max_conns;           /* default 10000: accepted connections beyond this are refused */
     size_t max_outbuf;            /* default 1 MiB queued for one connection, then it is closed */
+    bool reuse_port;              /* default false: listeners bind with SO_REUSEPORT, so several
+                                   * processes (workers, docs/internals/workers.md) share one
+                                   * address; the kernel spreads UDP sources and TCP connections
+                                   * over them by 4-tuple hash. Every socket on the address must
+                                   * set it (and belong to the same user). */
 };
 
 /* One received message (UDP datagram or one framed message of a stream). */

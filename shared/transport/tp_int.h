@@ -169,6 +169,9 @@ void tp_fail_queue(struct tp *tp, const char *buf, size_t len, const struct tp_a
 void tp_deliver(struct tp *tp, struct tp_rx *rx);
 
 /* tp_udp.c */
+/* Sets SO_REUSEPORT on a listening socket when tp->lim.reuse_port; 0, or -1 (logged). */
+int tp_sock_reuse_port(struct tp *tp, int fd, const char *where);
+
 struct tp_listener *tp_udp_listen(struct tp *tp, const struct tp_addr *addr);
 void tp_udp_close(struct tp_listener *lis);
 int tp_udp_send(struct tp *tp, const struct tp_addr *dst, const char *buf, size_t len);

@@ -554,6 +554,8 @@ tp_stream_listen(struct tp *tp, enum tp_proto proto, const struct tp_addr *addr)
     if (addr->ss.ss_family == AF_INET6 &&
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
         log_warn("tcp listen %s: IPV6_V6ONLY: %s", where, strerror(errno));
+    if (tp_sock_reuse_port(tp, fd, where) != 0)
+        goto err;
     if (bind(fd, (const struct sockaddr *)&addr->ss, tp_addr_socklen(addr)) != 0) {
         log_err("tcp listen %s: bind: %s", where, strerror(errno));
         goto err;

@@ -126,6 +126,8 @@ tp_udp_listen(struct tp *tp, const struct tp_addr *addr)
         log_warn("udp listen %s: IPV6_V6ONLY: %s", where, strerror(errno));
     set_bufsize(fd, SO_RCVBUF, "SO_RCVBUF");
     set_bufsize(fd, SO_SNDBUF, "SO_SNDBUF");
+    if (tp_sock_reuse_port(tp, fd, where) != 0)
+        goto err;
     if (bind(fd, (const struct sockaddr *)&addr->ss, tp_addr_socklen(addr)) != 0) {
         log_err("udp listen %s: bind: %s", where, strerror(errno));
         goto err;

@@ -143,6 +143,18 @@ listen_on(struct side *s, enum tp_proto proto)
     return lis;
 }
 
+static struct tp_listener *
+listen_on_tp(struct tp *tp, enum tp_proto proto)
+{
+    struct tp_addr a;
+    struct tp_listener *lis;
+
+    assert_int_equal(tp_addr_from_ip(&a, "127.0.0.1", 0), 0);
+    lis = tp_listen(tp, proto, &a);
+    assert_non_null(lis);
+    return lis;
+}
+
 /* Reads whatever the raw socket has (non-blocking). */
 static void
 raw_poll(struct fx *fx)
@@ -196,6 +208,13 @@ side_has_rx(struct fx *fx, void *arg)
 {
     struct side *s = arg;
     return s->nrx > 0;
+}
+
+static bool
+any_side_has_rx(struct fx *fx, void *arg)
+{
+    (void)arg;
+    return fx->a.nrx > 0 || fx->b.nrx > 0;
 }
 
 static bool
@@ -711,6 +730,68 @@ test_tp_raise_fd_limit_to_hard(void **state)
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &orig), 0);
 }
 
+/* SO_REUSEPORT (tp_limits.reuse_port): a second listener on a bound address succeeds
+ * only when both sockets set the flag; a datagram to the shared address reaches one. */
+static void
+test_tp_reuse_port_lets_two_listeners_share_an_address(void **state)
+{
+    struct fx *fx = *state;
+    struct tp_limits lim;
+    enum tp_proto protos[] = {TP_UDP, TP_TCP};
+
+    tp_limits_default(&lim);
+    assert_false(lim.reuse_port);
+    for (size_t i = 0; i < sizeof protos / sizeof protos[0]; i++) {
+        struct tp *plain, *shared1, *shared2;
+        struct tp_listener *l1, *l2;
+        struct tp_addr at;
+
+        plain = tp_new(fx->base, NULL, on_recv, on_fail, &fx->b);
+        lim.reuse_port = true;
+        shared1 = tp_new(fx->base, &lim, on_recv, on_fail, &fx->a);
+        shared2 = tp_new(fx->base, &lim, on_recv, on_fail, &fx->b);
+        assert_non_null(plain);
+        assert_non_null(shared1);
+        assert_non_null(shared2);
+
+        l1 = listen_on_tp(shared1, protos[i]);
+        at = *tp_listener_addr(l1);
+        /* with the flag on both: the second bind succeeds, same port */
+        l2 = tp_listen(shared2, protos[i], &at);
+        assert_non_null(l2);
+        assert_int_equal(tp_addr_port(tp_listener_addr(l2)), tp_addr_port(&at));
+        /* without it, the bind fails: the address is taken */
+        assert_null(tp_listen(plain, protos[i], &at));
+        tp_free(plain);
+
+        if (protos[i] == TP_UDP) {
+            /* one datagram to the shared port arrives exactly once */
+            int fd = socket(AF_INET, SOCK_DGRAM, 0);
+            const char *m = "OPTIONS sip:x SIP/2.0\r\n\r\n";
+            fx->a.nrx = fx->b.nrx = 0;
+            assert_true(fd >= 0);
+            assert_int_equal(sendto(fd, m, strlen(m), 0, (const struct sockaddr *)&at.ss, at.len),
+                             (ssize_t)strlen(m));
+            assert_true(run_until(fx, any_side_has_rx, NULL, 2000));
+            run_for(fx, 50);
+            assert_int_equal(fx->a.nrx + fx->b.nrx, 1);
+            close(fd);
+        }
+        tp_free(shared1);
+        tp_free(shared2);
+        lim.reuse_port = false;
+    }
+    /* plain listeners with the flag off are still exclusive (the default) */
+    {
+        struct tp *p1 = tp_new(fx->base, NULL, on_recv, on_fail, &fx->a);
+        struct tp *p2 = tp_new(fx->base, NULL, on_recv, on_fail, &fx->b);
+        struct tp_listener *l1 = listen_on_tp(p1, TP_UDP);
+        assert_null(tp_listen(p2, TP_UDP, tp_listener_addr(l1)));
+        tp_free(p1);
+        tp_free(p2);
+    }
+}
+
 int
 main(void)
 {
@@ -733,6 +814,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_tp_tcp_close_after_write_flushes_first, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_tp_tls_without_configuration_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tp_reuse_port_lets_two_listeners_share_an_address, setup,
+                                        teardown),
         cmocka_unit_test(test_tp_parse_listen_spec),
         cmocka_unit_test(test_tp_addr_helpers),
         cmocka_unit_test(test_tp_raise_fd_limit_to_hard),
