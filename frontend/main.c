@@ -29,6 +29,7 @@
 #include "util/cfg.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/workers.h"
 
 #ifndef PARLEY_VERSION
 #define PARLEY_VERSION "0.1.0"
@@ -56,6 +57,7 @@ struct fe_settings {
     long long idle_timeout_ms;
     long long max_conns;
     long long shutdown_grace_ms;
+    long long workers;
 };
 
 #define ROW(n, t, d, lo, hi, rl, req, h, f) {n, t, d, lo, hi, rl, req, h, offsetof(struct fe_settings, f)}
@@ -107,6 +109,10 @@ static const struct cfg_opt fe_rows[] = {
         max_conns),
     ROW("shutdown-grace", CFG_DURATION_MS, "2s", 0, 60000, false, false,
         "on SIGTERM, how long transactions in flight may finish", shutdown_grace_ms),
+    ROW("workers", CFG_INT, "1", 0, 64, false, false,
+        "worker processes sharing the listeners (SO_REUSEPORT); 0 = one per CPU. Worker 0 announces "
+        "the server and serves the admin endpoint; worker k serves it on the admin port + k "
+        "(docs/internals/workers.md)", workers),
 };
 
 struct fe {
@@ -124,6 +130,8 @@ struct fe {
     struct event *sig_term, *sig_int, *sig_hup;
     bool stopping;
     bool dir_done;
+    unsigned worker;             /* this worker's index, 0 .. nworkers-1 */
+    unsigned nworkers;           /* 1 = a single process, no supervisor */
 };
 
 static int
@@ -198,6 +206,7 @@ STAT_FN(m_to_home, ds.to_home)
 STAT_FN(m_refused, ds.refused)
 STAT_FN(m_dir_users, dir_user_count(fe->dir))
 STAT_FN(m_dir_up, dir_etcd_up(fe->dir) ? 1 : 0)
+STAT_FN(m_worker, fe->worker)
 
 static void
 register_metrics(struct fe *fe)
@@ -217,6 +226,8 @@ register_metrics(struct fe *fe)
                        m_to_home, fe);
     metrics_counter_fn(m, "parley_director_refused_total", "requests refused (403/404/480)", m_refused, fe);
     metrics_gauge_fn(m, "parley_directory_users", "users in the directory cache", m_dir_users, fe);
+    metrics_gauge_fn(m, "parley_worker_index", "index of the worker process serving this endpoint "
+                     "(metrics are per worker)", m_worker, fe);
     metrics_gauge_fn(m, "parley_directory_etcd_up", "1 when the last etcd exchange succeeded", m_dir_up, fe);
 }
 
@@ -268,6 +279,38 @@ dir_done(void *arg)
 
 /* ------------------------------------------------------------------ main */
 
+/*
+ * The admin address of worker <idx>: <admin> itself for worker 0 (and for every worker
+ * when its port is 0, each then binding its own ephemeral port); else the port plus
+ * <idx>, so with --admin 127.0.0.1:9100 and two workers, worker 1 answers on 9101.
+ */
+static int
+admin_listen_for_worker(const char *admin, unsigned idx, char *out, size_t outlen)
+{
+    const char *colon = strrchr(admin, ':');
+    const char *port_s = colon ? colon + 1 : admin;
+    char *end;
+    long port;
+    int n;
+
+    if (idx == 0) {
+        n = snprintf(out, outlen, "%s", admin);
+        return n < 0 || (size_t)n >= outlen ? -1 : 0;
+    }
+    if (colon && strchr(colon, ']') != NULL)
+        return -1;   /* "[::1]" without a port */
+    errno = 0;
+    port = strtol(port_s, &end, 10);
+    if (errno != 0 || end == port_s || *end != '\0' || port < 0 || port > 65535)
+        return -1;
+    if (port != 0)
+        port += idx;
+    if (port > 65535)
+        return -1;
+    n = snprintf(out, outlen, "%.*s%s%ld", colon ? (int)(colon - admin) : 0, admin, colon ? ":" : "", port);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
 /* The director is created after px (it needs px's addresses): px calls through here. */
 static enum px_verdict
 fe_handle(struct px_req *req, void *arg)
@@ -302,6 +345,7 @@ start(struct fe *fe)
     po.tp.max_msg_size = (size_t)fe->set.max_msg_size;
     po.tp.idle_timeout_s = (unsigned)(fe->set.idle_timeout_ms / 1000);
     po.tp.max_conns = (unsigned)fe->set.max_conns;
+    po.tp.reuse_port = fe->nworkers > 1;   /* the workers share every listener address */
     fe->px = px_new(fe->base, &po, fe_handle, fe);
     if (fe->px == NULL)
         return -1;
@@ -322,7 +366,12 @@ start(struct fe *fe)
     fe->metrics = metrics_new();
     px_trust_register_admin(fe->trust, NULL, fe->metrics);
     if (fe->set.admin && fe->set.admin[0]) {
-        fe->admin = admin_http_start(fe->base, fe->set.admin, fe->set.admin_token, fe->metrics, fe->cfg);
+        char alisten[300];
+        if (admin_listen_for_worker(fe->set.admin, fe->worker, alisten, sizeof alisten) != 0) {
+            log_err("--admin '%s': no port to offset for worker %u", fe->set.admin, fe->worker);
+            return -1;
+        }
+        fe->admin = admin_http_start(fe->base, alisten, fe->set.admin_token, fe->metrics, fe->cfg);
         if (fe->admin == NULL)
             return -1;
         admin_http_add_health(fe->admin, "directory", health_ready, fe);
@@ -339,11 +388,15 @@ start(struct fe *fe)
     if (fe->admin)
         snprintf(admin, sizeof admin, "http://%s:%d", fe->set.advertise && fe->set.advertise[0] ?
                  fe->set.advertise : "127.0.0.1", admin_http_port(fe->admin));
-    snprintf(path, sizeof path, "%s/directory.db", fe->set.data_dir);
+    /* each worker keeps its own disk copy (one sqlite writer per file) */
+    if (fe->worker == 0)
+        snprintf(path, sizeof path, "%s/directory.db", fe->set.data_dir);
+    else
+        snprintf(path, sizeof path, "%s/directory-w%u.db", fe->set.data_dir, fe->worker);
     memset(&dopts, 0, sizeof dopts);
     dopts.endpoints = fe->set.etcd;
     dopts.cache_path = path;
-    dopts.name = fe->set.server_name;
+    dopts.name = fe->worker == 0 ? fe->set.server_name : NULL;   /* worker 0 announces the server */
     dopts.role = DIR_ROLE_FRONTEND;
     dopts.address = address;
     dopts.cert_subject = fe->set.cert_subject;
@@ -384,12 +437,70 @@ start(struct fe *fe)
     return 0;
 }
 
+/* One worker (or the whole server when --workers 1): its own event loop and everything on it. */
+static int
+run_worker(unsigned idx, void *arg)
+{
+    struct fe *fe = arg;
+    int status = 1;
+
+    fe->worker = idx;
+    fe->base = event_base_new();
+    if (fe->base == NULL || start(fe) != 0)
+        goto out;
+    register_metrics(fe);
+    fe->sig_term = evsignal_new(fe->base, SIGTERM, signal_cb, fe);
+    fe->sig_int = evsignal_new(fe->base, SIGINT, signal_cb, fe);
+    fe->sig_hup = evsignal_new(fe->base, SIGHUP, signal_cb, fe);
+    event_add(fe->sig_term, NULL);
+    event_add(fe->sig_int, NULL);
+    event_add(fe->sig_hup, NULL);
+    if (fe->nworkers > 1)
+        log_info("parley-frontend %s (%s) worker %u/%u (pid %ld) directing domain %s", PARLEY_VERSION,
+                 fe->set.server_name, idx, fe->nworkers, (long)getpid(), fe->set.domain);
+    else
+        log_info("parley-frontend %s (%s) directing domain %s", PARLEY_VERSION, fe->set.server_name,
+                 fe->set.domain);
+    event_base_dispatch(fe->base);
+    status = 0;
+    if (fe->dir && dir_shutdown(fe->dir, dir_done, fe) == 0) {
+        /* revoke the announcement's lease (bounded by dir to ~3 s) */
+        for (int i = 0; i < 300 && !fe->dir_done; i++) {
+            event_base_loop(fe->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+            usleep(10000);
+        }
+    }
+    log_info("stopped");
+out:
+    if (fe->sig_term)
+        event_free(fe->sig_term);
+    if (fe->sig_int)
+        event_free(fe->sig_int);
+    if (fe->sig_hup)
+        event_free(fe->sig_hup);
+    admin_http_free(fe->admin);
+    fe_director_free(fe->fd);
+    us_auth_free(fe->auth);
+    if (fe->trust)
+        px_trust_set_dir(fe->trust, NULL);
+    px_trust_free(fe->trust);
+    px_free(fe->px);
+    dir_free(fe->dir);
+    metrics_free(fe->metrics);
+    if (fe->base)
+        event_base_free(fe->base);
+    if (fe->nworkers > 1)
+        cfg_free(fe->cfg);   /* the worker's copy; the supervisor frees its own */
+    return status;
+}
+
 int
 main(int argc, char **argv)
 {
     struct fe fe;
     struct cfg_error cerr;
-    int rc, status = 1;
+    struct workers_opts wo;
+    int rc, status;
 
     memset(&fe, 0, sizeof fe);
     signal(SIGPIPE, SIG_IGN);
@@ -412,45 +523,20 @@ main(int argc, char **argv)
         cfg_free(fe.cfg);
         return 2;
     }
-    fe.base = event_base_new();
-    if (fe.base == NULL || start(&fe) != 0)
-        goto out;
-    register_metrics(&fe);
-    fe.sig_term = evsignal_new(fe.base, SIGTERM, signal_cb, &fe);
-    fe.sig_int = evsignal_new(fe.base, SIGINT, signal_cb, &fe);
-    fe.sig_hup = evsignal_new(fe.base, SIGHUP, signal_cb, &fe);
-    event_add(fe.sig_term, NULL);
-    event_add(fe.sig_int, NULL);
-    event_add(fe.sig_hup, NULL);
-    log_info("parley-frontend %s (%s) directing domain %s", PARLEY_VERSION, fe.set.server_name, fe.set.domain);
-    event_base_dispatch(fe.base);
-    status = 0;
-    if (fe.dir && dir_shutdown(fe.dir, dir_done, &fe) == 0) {
-        /* revoke the announcement's lease (bounded by dir to ~3 s) */
-        for (int i = 0; i < 300 && !fe.dir_done; i++) {
-            event_base_loop(fe.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-            usleep(10000);
-        }
+    fe.nworkers = workers_count((unsigned)fe.set.workers);
+    if (fe.nworkers == 1) {
+        status = run_worker(0, &fe);
+    } else {
+        /* the supervisor opens nothing: every worker builds its loop, sockets, TLS,
+         * directory client and admin endpoint after the fork (util/workers.h) */
+        log_info("parley-frontend %s (%s): %u workers", PARLEY_VERSION, fe.set.server_name, fe.nworkers);
+        memset(&wo, 0, sizeof wo);
+        wo.n = fe.nworkers;
+        wo.run = run_worker;
+        wo.arg = &fe;
+        wo.stop_timeout_ms = (unsigned)fe.set.shutdown_grace_ms + 5000;   /* grace + lease revoke */
+        status = workers_run(&wo) == 0 ? 0 : 1;
     }
-    log_info("stopped");
-out:
-    if (fe.sig_term)
-        event_free(fe.sig_term);
-    if (fe.sig_int)
-        event_free(fe.sig_int);
-    if (fe.sig_hup)
-        event_free(fe.sig_hup);
-    admin_http_free(fe.admin);
-    fe_director_free(fe.fd);
-    us_auth_free(fe.auth);
-    if (fe.trust)
-        px_trust_set_dir(fe.trust, NULL);
-    px_trust_free(fe.trust);
-    px_free(fe.px);
-    dir_free(fe.dir);
-    metrics_free(fe.metrics);
-    if (fe.base)
-        event_base_free(fe.base);
     cfg_free(fe.cfg);
     return status;
 }
