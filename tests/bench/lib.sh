@@ -147,6 +147,7 @@ sut_cmd() {
     parley)
       PARLEY_DATA=${PARLEY_DATA_BASE:-$RUN}/parley-data
       rm -rf "$PARLEY_DATA"
+      mkdir -p "$(dirname "$PARLEY_DATA")"
       SUT_CMD=("$PARLEY_BIN" --listen "udp:$TARGET" --domain "$DOMAIN" --data-dir "$PARLEY_DATA"
                --admin "127.0.0.1:$ADMIN_PORT" --log-level "$PARLEY_LOG_LEVEL" --shutdown-grace 200ms
                --max-client-transactions "${PARLEY_MAX_CLIENT_TX:-100000}")

@@ -123,12 +123,22 @@ def run_l1():
         r, _, _ = select.select([s], [s] if out else [], [], max(0.0005, wait))
         if not r and s.pending() == 0:
             continue
+        # drain everything readable (one recv returns at most one TLS record): a loop that
+        # reads less than the server answers leaves the answers queued in the kernel
+        data, closed = b"", False
         try:
-            data = s.recv(262144)
-        except (ssl.SSLWantReadError, BlockingIOError):
-            continue
-        if not data:
+            while len(data) < 4 * 1024 * 1024:
+                d = s.recv(262144)
+                if not d:
+                    closed = True
+                    break
+                data += d
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            pass
+        if closed and not data:
             break
+        if not data:
+            continue
         buf += data
         msgs, buf = frames(buf)
         for m in msgs:
