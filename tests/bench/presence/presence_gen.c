@@ -53,6 +53,7 @@ struct slot {
     double sent_at;
     int tries;
     unsigned gen;
+    long target;              /* SUBSCRIBE: the watched user, else -1 */
 };
 
 static struct {
@@ -66,6 +67,8 @@ static struct {
     int pid;
     bool kamailio, provision;
     struct slot *slots;
+    long *watchers;           /* per user: SUBSCRIBEs to it answered 2xx */
+    long cur_target, owed;    /* owed: NOTIFYs due for the PUBLISHes sent */
     size_t nfree, *freelist;
     size_t outstanding;
     /* per phase */
@@ -253,6 +256,7 @@ send_req(long user, const char *body, const char *fmt, ...)
     G.slots[i].sock = sock;
     G.slots[i].sent_at = now();
     G.slots[i].tries = 1;
+    G.slots[i].target = G.cur_target;
     G.outstanding++;
     send_raw(sock, text, (size_t)n, &G.server);
 }
@@ -421,8 +425,11 @@ on_response(char *msg)
         return;
     if (G.slots[i].text == NULL || G.slots[i].gen != gen || code < 200)
         return;
-    if (code >= 200 && code < 300)
+    if (code >= 200 && code < 300) {
         G.ok++;
+        if (G.slots[i].target >= 0)
+            G.watchers[G.slots[i].target]++;
+    }
     else
         G.fail++;
     if (code / 100 < 7)
@@ -487,7 +494,7 @@ run_phase(const char *name, long total, double rate, produce_fn *fn, double quie
         double t = now();
         long allowed = rate > 0 ? (long)((t - t0) * rate) + 1 : total;
         while (sent < total && sent < allowed && G.outstanding < G.window &&
-               (fn != produce_publish || sent * G.contacts - G.notify_marked < G.notify_backlog)) {
+               (fn != produce_publish || G.owed - G.notify_marked < G.notify_backlog)) {
             fn(sent++);
             if ((sent & 63) == 0)
                 pump(0);
@@ -554,12 +561,14 @@ produce_subscribe(long k)
 {
     long u = k / G.contacts, t = contact_of(u, k % G.contacts);
 
+    G.cur_target = t;
     send_req(u, NULL,
              "SUBSCRIBE sip:u%ld@%s SIP/2.0\r\nMax-Forwards: 70\r\nFrom: <sip:u%ld@%s>;tag=sb%ld\r\n"
              "To: <sip:u%ld@%s>\r\nCall-ID: sb%ld@bench\r\nCSeq: 1 SUBSCRIBE\r\n"
              "Contact: <sip:u%ld@127.0.0.1:%d>\r\nEvent: presence\r\nAccept: application/pidf+xml\r\n"
              "Expires: 7200\r\n",
              t, G.domain, u, G.domain, k, t, G.domain, k, u, G.ports[u % G.nsock]);
+    G.cur_target = -1;
 }
 
 static void
@@ -567,6 +576,7 @@ produce_publish(long u)
 {
     char body[1024];
 
+    G.owed += G.watchers[u];
     snprintf(body, sizeof body,
              "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" "
              "xmlns:dm=\"urn:ietf:params:xml:ns:pidf:data-model\" xmlns:rpid=\"urn:ietf:params:xml:ns:pidf:rpid\" "
@@ -679,7 +689,9 @@ main(int argc, char **argv)
     }
     G.slots = calloc(G.window, sizeof *G.slots);
     G.freelist = calloc(G.window, sizeof *G.freelist);
-    if (G.slots == NULL || G.freelist == NULL)
+    G.watchers = calloc((size_t)G.users, sizeof *G.watchers);
+    G.cur_target = -1;
+    if (G.slots == NULL || G.freelist == NULL || G.watchers == NULL)
         die("out of memory");
     for (size_t i = 0; i < G.window; i++)
         G.freelist[G.nfree++] = G.window - 1 - i;
@@ -699,7 +711,9 @@ main(int argc, char **argv)
     long initial_notifies = G.notifies;
 
     G.notify_marked = 0;
-    expected = G.users * G.contacts;
+    expected = 0;   /* one NOTIFY per subscription that was accepted */
+    for (long u = 0; u < G.users; u++)
+        expected += G.watchers[u];
     cpu0 = cpu_of(G.pid);
     t_pub = now();
     run_phase("publish", G.users, G.pub_rate, produce_publish, 5.0);
