@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # the port and tool variables are for the scripts that source this
 # tests/bench/lib.sh: shared by run.sh and profile.sh (sourced, not run).
 #
 # Process control (only our own PIDs, TERM then KILL), the servers under test

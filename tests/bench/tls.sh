@@ -39,6 +39,7 @@
 #   STEP_SECONDS 10  REPEATS 2  N_CALLEES 1000  PIN 1 SUT_CPUS 0 GEN_CPUS 1
 #   PORT_BASE 15060 (ports PORT_BASE..+49, lib.sh)  BUILD 1  BUILD_DIR  PARLEY_BIN
 #   KAM_SHM_MB 1024  KAM_PKG_MB 16  KAM_CHILDREN 1  RESULTS  KEEP_RAW 0
+# shellcheck disable=SC2034  # LOG, SUT_TS, NEED_*, SUT_TLS ... are read by lib.sh
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)

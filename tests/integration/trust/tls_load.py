@@ -38,17 +38,25 @@ def register(lport, i):
             "Expires: 3600\r\nContent-Length: 0\r\n\r\n") % (lport, i, i % 1000, i, i % 1000, i, i % 1000)
 
 
+CONTENT_LENGTH = re.compile(rb"^Content-Length\s*:\s*(\d+)", re.M | re.I)
+
+
 def frames(buf):
-    out = []
-    while b"\r\n\r\n" in buf:
-        head, rest = buf.split(b"\r\n\r\n", 1)
-        m = re.search(rb"^Content-Length\s*:\s*(\d+)", head, re.M | re.I)
+    """the complete messages at the start of buf (their headers, decoded) and the rest;
+    linear in len(buf): a backlog of answers must not cost quadratic time"""
+    out, pos, end = [], 0, len(buf)
+    while True:
+        e = buf.find(b"\r\n\r\n", pos)
+        if e < 0:
+            break
+        head = buf[pos:e]
+        m = CONTENT_LENGTH.search(head)
         n = int(m.group(1)) if m else 0
-        if len(rest) < n:
+        if e + 4 + n > end:
             break
         out.append(head.decode(errors="replace"))
-        buf = rest[n:]
-    return out, buf
+        pos = e + 4 + n
+    return out, buf[pos:]
 
 
 def hdr(msg, name):
