@@ -3,6 +3,6 @@ if(TARGET parley-frontend)
   add_test(NAME frontend_workers COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/frontend_workers/run.sh)
   set_tests_properties(frontend_workers PROPERTIES
     LABELS "integration;needs-etcd"
-    TIMEOUT 120
+    TIMEOUT 180
     ENVIRONMENT "FE_BIN=$<TARGET_FILE:parley-frontend>")
 endif()
