@@ -198,7 +198,8 @@ PY
   sipp_bg uas-bob -t t1 -sf "$SCEN/uas_call_flow.xml" -i 127.0.0.1 -p "$BOB_UAS" -m 1 -key contact_port "$BOB_FLOW" \
     -trace_msg -message_file "$TEST_TMP/bob-uas.log"
   uas=$LAST_PID
-  sleep 0.3   # the UAS's TCP listener (sipp prints nothing when it is ready)
+  # the UAS's TCP listener (sipp prints nothing when it is ready; slow under load)
+  wait_for 5 bash -c "ss -Hltn 'sport = :$BOB_UAS' | grep -q ." || fail "bob's UAS does not listen"
   # alice uses the front-end as her outbound proxy: it sends her INVITE to bob's home (home2)
   sipp_run call-alice 25 "$POOL_FE_UDP" -sf "$DIR_SCEN/uac_call_auth.xml" -inf "$(csv ca alice bob)" \
     -key domain "$D" -key password alice-secret -m 1 -i 127.0.0.1 -p "$(free_port)" ||
@@ -277,8 +278,9 @@ failover)
   }
   wait_for 5 edge_up 2 || fail "the edge does not see both front-ends up"
   reg_bob reg-1 || { logs_on_fail; fail "bob's REGISTER through the edge (see $TEST_TMP/reg-1.out)"; }
-  [ "$(from_edge "$POOL_FE_ADMIN")" -ge 1 ] && [ "$(from_edge "$POOL_FE2_ADMIN")" = 0 ] ||
+  if [ "$(from_edge "$POOL_FE_ADMIN")" -lt 1 ] || [ "$(from_edge "$POOL_FE2_ADMIN")" != 0 ]; then
     fail "fe1 should carry the edge's requests while it is up"
+  fi
   case $(bob_path) in *"127.0.0.1:$((B + 1))"*) ;; *) fail "bob's path '$(bob_path)' does not name fe1";; esac
   pass "two front-ends: bob registered through the edge and fe1 (first in the edge's list)"
 
