@@ -10,6 +10,7 @@ PKGS=(
   etcd-server etcd-client
   sip-tester openssl curl python3 procps iproute2 valgrind util-linux
   docker-compose
+  kamailio kamailio-presence-modules   # peers of tests/bench (presence: tests/bench/presence)
 )
 
 missing=()
