@@ -31,6 +31,11 @@ struct dir {
     struct dir_etcd_watch *watch;   /* live watch, NULL while (re)syncing */
     bool watch_created;
     bool syncing;                   /* a full range is in flight */
+    struct dir_cache *fresh;        /* the cache being loaded, page by page */
+    struct dir_kv *fresh_kvs;       /* copies of the pages' keys, for the disk copy */
+    size_t fresh_n, fresh_cap;
+    int64_t fresh_rev;              /* the revision every page is read at */
+    unsigned sync_page;             /* keys per page */
     struct event *sync_timer;       /* back-off before the next sync attempt */
     unsigned backoff_ms;
     struct event *hb_timer;         /* keep-alive / reachability, persistent */
@@ -172,36 +177,114 @@ watch_from(struct dir *d, int64_t rev)
 
 /* ---- full sync -------------------------------------------------------------------------- */
 
+/*
+ * The directory is read in pages of DIR_SYNC_PAGE keys (dir_opts.sync_page), all at
+ * the revision of the
+ * first page, so that a pool of 100k users loads in bounded answers (each within the
+ * gateway timeout) and still as one consistent snapshot.
+ */
+#define DIR_SYNC_PAGE 2000
+
+static void
+sync_reset(struct dir *d)
+{
+    if (d->fresh)
+        dir_cache_free(d->fresh);
+    d->fresh = NULL;
+    for (size_t i = 0; i < d->fresh_n; i++)
+        dir_kv_clear(&d->fresh_kvs[i]);
+    free(d->fresh_kvs);
+    d->fresh_kvs = NULL;
+    d->fresh_n = d->fresh_cap = 0;
+    d->fresh_rev = 0;
+}
+
+static int
+keep_kv(struct dir *d, const struct dir_kv *kv)
+{
+    struct dir_kv *c;
+
+    if (d->fresh_n == d->fresh_cap) {
+        size_t cap = d->fresh_cap ? d->fresh_cap * 2 : 256;
+        struct dir_kv *n = realloc(d->fresh_kvs, cap * sizeof *n);
+        if (n == NULL)
+            return -1;
+        d->fresh_kvs = n;
+        d->fresh_cap = cap;
+    }
+    c = &d->fresh_kvs[d->fresh_n];
+    *c = *kv;
+    c->key = malloc(kv->key_len + 1);
+    c->value = malloc(kv->value_len + 1);
+    if (c->key == NULL || c->value == NULL) {
+        free(c->key);
+        free(c->value);
+        return -1;
+    }
+    memcpy(c->key, kv->key, kv->key_len + 1);
+    memcpy(c->value, kv->value, kv->value_len + 1);
+    d->fresh_n++;
+    return 0;
+}
+
+static int sync_page(struct dir *d, const char *start, size_t start_len);
+
 static void
 on_range(int rc, const struct dir_resp *resp, void *arg)
 {
     struct dir *d = arg;
-    struct dir_cache *fresh;
 
-    d->syncing = false;
-    if (d->stopping)
+    if (d->stopping) {
+        d->syncing = false;
+        sync_reset(d);
         return;
+    }
     if (rc != 0) {
+        d->syncing = false;
+        sync_reset(d);
         log_warn("directory: sync from etcd failed (%s), serving %zu users from cache",
                  resp->http_status ? (resp->error ? resp->error : "HTTP error") : "unreachable",
                  dir_map_count(d->cache->users));
         lost_etcd(d);
         return;
     }
-    fresh = dir_cache_new();
-    if (fresh == NULL)
-        goto oom;
+    if (d->fresh == NULL) {
+        /* the first page: its revision pins the rest */
+        if ((d->fresh = dir_cache_new()) == NULL)
+            goto oom;
+        d->fresh_rev = resp->revision;
+    }
     for (size_t i = 0; i < resp->n_kvs; i++) {
         const struct dir_kv *kv = &resp->kvs[i];
-        if (dir_cache_put(fresh, kv->key, kv->value, kv->value_len, kv->mod_revision, NULL) != 0) {
-            dir_cache_free(fresh);
+        if (dir_cache_put(d->fresh, kv->key, kv->value, kv->value_len, kv->mod_revision, NULL) != 0 ||
+            (d->disk && keep_kv(d, kv) != 0))
             goto oom;
-        }
     }
-    fresh->revision = resp->revision;
-    dir_cache_replace(d->cache, fresh, &d->notify);
+    if (resp->more && resp->n_kvs > 0) {
+        /* the next page starts just after the last key: that key + a NUL byte */
+        const struct dir_kv *last = &resp->kvs[resp->n_kvs - 1];
+        char *next = malloc(last->key_len + 1);
+        int r;
+        if (next == NULL)
+            goto oom;
+        memcpy(next, last->key, last->key_len);
+        next[last->key_len] = '\0';
+        r = sync_page(d, next, last->key_len + 1);
+        free(next);
+        if (r != 0) {
+            d->syncing = false;
+            sync_reset(d);
+            schedule_sync(d);
+        }
+        return;
+    }
+    d->syncing = false;
+    d->fresh->revision = d->fresh_rev;
+    dir_cache_replace(d->cache, d->fresh, &d->notify);
+    d->fresh = NULL;
     if (d->disk)
-        dir_disk_replace(d->disk, resp->kvs, resp->n_kvs, resp->revision);
+        dir_disk_replace(d->disk, d->fresh_kvs, d->fresh_n, d->fresh_rev);
+    sync_reset(d);
     d->stats.syncs++;
     d->ready = true;
     d->backoff_ms = 0;
@@ -209,13 +292,22 @@ on_range(int rc, const struct dir_resp *resp, void *arg)
     mark_ok(d);
     log_info("directory: synced %zu users, %zu servers, %zu routes at revision %lld",
              dir_map_count(d->cache->users), dir_map_count(d->cache->servers),
-             dir_map_count(d->cache->routes), (long long)resp->revision);
+             dir_map_count(d->cache->routes), (long long)d->cache->revision);
     /* dependencies.md §3.3: range, then watch from header.revision + 1 */
-    watch_from(d, resp->revision + 1);
+    watch_from(d, d->cache->revision + 1);
     return;
 oom:
+    d->syncing = false;
+    sync_reset(d);
     log_err("directory: out of memory loading the directory");
     schedule_sync(d);
+}
+
+static int
+sync_page(struct dir *d, const char *start, size_t start_len)
+{
+    return dir_etcd_range_page(d->etcd, DIR_PREFIX, start, start_len, (long)d->sync_page, d->fresh_rev, on_range,
+                               d);
 }
 
 static void
@@ -225,7 +317,8 @@ sync_start(struct dir *d)
         return;
     evtimer_del(d->sync_timer);
     d->syncing = true;
-    if (dir_etcd_range(d->etcd, DIR_PREFIX, true, on_range, d) != 0) {
+    sync_reset(d);
+    if (sync_page(d, DIR_PREFIX, strlen(DIR_PREFIX)) != 0) {
         d->syncing = false;
         schedule_sync(d);
     }
@@ -410,6 +503,7 @@ dir_new(struct event_base *base, const struct dir_opts *opts)
     if (d == NULL)
         return NULL;
     d->base = base;
+    d->sync_page = opts->sync_page ? opts->sync_page : DIR_SYNC_PAGE;
     d->notify.user = opts->on_user;
     d->notify.server = opts->on_server;
     d->notify.route = opts->on_route;
@@ -471,6 +565,7 @@ dir_free(struct dir *d)
     if (d == NULL)
         return;
     dir_etcd_free(d->etcd);         /* drops the watch and pending calls, no callbacks */
+    sync_reset(d);                  /* a sync aborted between pages */
     if (d->sync_timer)
         event_free(d->sync_timer);
     if (d->hb_timer)

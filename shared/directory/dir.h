@@ -45,6 +45,7 @@ struct dir_opts {
     const char *cert_subject;  /* may be NULL */
     const char *admin;         /* may be NULL */
     unsigned lease_ttl_s;      /* 0 = DIR_DEFAULT_LEASE_TTL_S; keep-alive every TTL/3 */
+    unsigned sync_page;        /* keys per range page of a full sync; 0 = 2000 */
     /* change callbacks (each may be NULL), called on the loop after the cache changed;
      * the object is NULL for a removal and is valid until the next change. The initial
      * load from disk does not call them; the first etcd sync reports what differs. */

@@ -639,6 +639,26 @@ dir_etcd_range(struct dir_etcd *e, const char *key, bool prefix, dir_etcd_cb *cb
 }
 
 int
+dir_etcd_range_page(struct dir_etcd *e, const char *prefix, const char *start, size_t start_len,
+                    long limit, int64_t revision, dir_etcd_cb *cb, void *arg)
+{
+    char *k = dir_b64_encode(start, start_len), *re = NULL, *end = NULL, *body = NULL;
+    size_t relen;
+
+    if (k == NULL || (end = dir_etcd_prefix_end(prefix, &relen)) == NULL ||
+        (re = dir_b64_encode(end, relen)) == NULL)
+        goto out;
+    if (asprintf(&body, "{\"key\":\"%s\",\"range_end\":\"%s\",\"limit\":%ld,\"revision\":%lld}", k, re,
+                 limit, (long long)revision) < 0)
+        body = NULL;
+out:
+    free(k);
+    free(end);
+    free(re);
+    return submit(e, "/v3/kv/range", body, cb, arg);
+}
+
+int
 dir_etcd_delete(struct dir_etcd *e, const char *key, bool prefix, dir_etcd_cb *cb,
                 void *arg)
 {

@@ -49,6 +49,13 @@ const char *dir_etcd_endpoint(const struct dir_etcd *e);
 /* Range over <key>, or over every key starting with <key> when <prefix>. */
 int dir_etcd_range(struct dir_etcd *e, const char *key, bool prefix, dir_etcd_cb *cb,
                    void *arg);
+/*
+ * One page of a prefix range: at most <limit> keys from <start>/<start_len> (inclusive)
+ * up to the end of <prefix>, read at <revision> (0 = the current one). resp->more
+ * tells whether keys remain; the next page starts after the last key returned.
+ */
+int dir_etcd_range_page(struct dir_etcd *e, const char *prefix, const char *start, size_t start_len,
+                        long limit, int64_t revision, dir_etcd_cb *cb, void *arg);
 /* Put <value>/<len> at <key>, attached to <lease> when non-zero. */
 int dir_etcd_put(struct dir_etcd *e, const char *key, const char *value, size_t len,
                  int64_t lease, dir_etcd_cb *cb, void *arg);

@@ -367,6 +367,7 @@ dir_resp_parse(const char *body, size_t len, struct dir_resp *out)
         goto out;
     v = json_object_get(o, "succeeded");
     out->succeeded = json_is_true(v);
+    out->more = json_is_true(json_object_get(o, "more"));
     /* txn: the compare failed, responses[0].response_range has the current owner */
     v = json_object_get(o, "responses");
     if (json_is_array(v) && out->kvs == NULL) {

@@ -169,6 +169,7 @@ struct dir_resp {
     int64_t count;
     int64_t deleted;
     bool succeeded;     /* txn */
+    bool more;          /* range: more keys beyond this page ("more": true) */
     int64_t lease_id;   /* lease grant / keepalive "ID" */
     int64_t ttl;        /* lease "TTL"; 0 in a keepalive answer = the lease is gone */
     int code;           /* gRPC code of an error answer, 0 otherwise */

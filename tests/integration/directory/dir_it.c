@@ -259,6 +259,26 @@ main(int argc, char **argv)
     CHECK(dir_user_get(a, "carol@example.com") == NULL);
     CHECK(dir_cache_age_s(a) >= 0 && dir_cache_age_s(a) < 5);
 
+    step("a sync in pages of one key loads the same snapshot (and its disk copy)");
+    {
+        char db3[600];
+        struct dir *pg, *pg2;
+        snprintf(db3, sizeof db3, "%s/p-directory.db", work);
+        struct dir_opts op = {.endpoints = ep, .cache_path = db3, .sync_page = 1};
+        pg = dir_new(base, &op);
+        CHECK(pg != NULL);
+        WAIT_FOR(dir_is_ready(pg), 5000);
+        CHECK(dir_user_get(pg, "alice@example.com") != NULL);
+        CHECK(dir_user_get(pg, "bob@example.com") != NULL);
+        dir_free(pg);
+        /* the disk copy written after the last page has everything */
+        struct dir_opts od = {.cache_path = db3};
+        pg2 = dir_new(base, &od);
+        CHECK(pg2 != NULL);
+        CHECK(dir_user_get(pg2, "alice@example.com") != NULL && dir_user_get(pg2, "bob@example.com") != NULL);
+        dir_free(pg2);
+    }
+
     step("user added after the sync arrives by the watch");
     put("/parley/users/carol@example.com", USER_JSON("home2"));
     WAIT_FOR(dir_user_get(a, "carol@example.com") != NULL, 5000);
