@@ -290,6 +290,13 @@ px_reply(struct px_req *req, int code, const char *reason)
 }
 
 int
+px_reply_stateless(struct px_req *req, int code, const char *reason, const char *extra)
+{
+    tx_set_stateless(req->stx);
+    return px_reply_extra(req, code, reason, extra);
+}
+
+int
 px_reply_extra(struct px_req *req, int code, const char *reason, const char *extra)
 {
     int rc;
@@ -404,7 +411,7 @@ loop_hash(const struct sip_msg *msg, char out[17])
     }
     h ^= msg->cseq;
     free(ruri);
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
+    sip_hex64(out, h);
 }
 
 static bool
@@ -413,7 +420,7 @@ is_loop(struct px *px, const struct sip_msg *msg, const char *hash)
     int n = sip_msg_via_count(msg);
     char prefix[32];
 
-    snprintf(prefix, sizeof prefix, "z9hG4bKpl%s.", hash);
+    sip_strjoin(prefix, sizeof prefix, "z9hG4bKpl", hash, ".", (const char *)NULL);
     for (int i = 0; i < n; i++) {
         struct sip_via_info v;
         if (sip_msg_via_info(msg, i, &v) != 0)
@@ -679,8 +686,9 @@ start_branch(struct px_req *r, unsigned idx)
         char h[128];
         uint16_t p;
         if (our_hostport(px, r->proto, h, sizeof h, &p) == 0) {
-            snprintf(rr, sizeof rr, "sip:%s:%u;transport=%s;lr", h, p,
-                     r->proto == TP_TCP ? "tcp" : r->proto == TP_TLS ? "tls" : "udp");
+            char ps[12];
+            sip_strjoin(rr, sizeof rr, "sip:", h, ":", sip_utoa(ps, p), ";transport=",
+                        r->proto == TP_TCP ? "tcp" : r->proto == TP_TLS ? "tls" : "udp", ";lr", (const char *)NULL);
             f.record_route = rr;
         }
     }
@@ -732,10 +740,13 @@ start_branch(struct px_req *r, unsigned idx)
     {
         char rnd[48];
         sip_make_branch(rnd, sizeof rnd);
-        snprintf(branch, sizeof branch, "z9hG4bKpl%s.%s", r->loophash, rnd + 7);
+        sip_strjoin(branch, sizeof branch, "z9hG4bKpl", r->loophash, ".", rnd + 7, (const char *)NULL);
     }
-    snprintf(via, sizeof via, "SIP/2.0/%s %s:%u;branch=%s;rport", tp_proto_name(strict ? TP_UDP : hop.proto),
-             host, port, branch);
+    {
+        char ps[12];
+        sip_strjoin(via, sizeof via, "SIP/2.0/", tp_proto_name(strict ? TP_UDP : hop.proto), " ", host, ":",
+                    sip_utoa(ps, port), ";branch=", branch, ";rport", (const char *)NULL);
+    }
     f.via = via;
     if (strict) {
         if (build_strict(r, b, &f, &hop, &out, &len) != 0)

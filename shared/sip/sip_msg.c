@@ -935,13 +935,16 @@ sip_msg_call_id(const struct sip_msg *msg, char *out, size_t outlen)
     osip_call_id_t *c = msg->osip->call_id;
 
     if (c == NULL || c->number == NULL) {
-        snprintf(out, outlen, "%s", "");
+        if (outlen > 0)
+            out[0] = '\0';
         return out;
     }
+    if (outlen == 0)
+        return out;
     if (c->host)
-        snprintf(out, outlen, "%s@%s", c->number, c->host);
+        sip_strjoin(out, outlen, c->number, "@", c->host, (const char *)NULL);
     else
-        snprintf(out, outlen, "%s", c->number);
+        sip_strjoin(out, outlen, c->number, (const char *)NULL);
     return out;
 }
 
@@ -1376,7 +1379,9 @@ sip_uri_aor(const osip_uri_t *uri, char *out, size_t outlen)
 {
     if (uri == NULL || uri->username == NULL || uri->host == NULL)
         return NULL;
-    snprintf(out, outlen, "%s@%s", uri->username, uri->host);
+    if (outlen == 0)
+        return NULL;
+    sip_strjoin(out, outlen, uri->username, "@", uri->host, (const char *)NULL);
     for (char *p = out; *p; p++)
         *p = (char)tolower((unsigned char)*p);
     return out;
@@ -1552,6 +1557,64 @@ void
 sip_make_branch(char *out, size_t outlen)
 {
     static uint32_t counter;
+    char hex[17], cnt[9];
+    uint32_t c = ++counter;
+    size_t i = sizeof cnt - 1;
 
-    snprintf(out, outlen, "z9hG4bK%016llx%x", (unsigned long long)rng_next(), ++counter);
+    /* "z9hG4bK%016llx%x" */
+    sip_hex64(hex, rng_next());
+    cnt[i] = '\0';
+    do {
+        cnt[--i] = "0123456789abcdef"[c & 15];
+        c >>= 4;
+    } while (c > 0);
+    if (outlen > 0)
+        sip_strjoin(out, outlen, "z9hG4bK", hex, cnt + i, (const char *)NULL);
+}
+
+size_t
+sip_strjoin(char *out, size_t outlen, ...)
+{
+    va_list ap;
+    const char *s;
+    size_t n = 0;
+
+    if (outlen == 0)
+        return 0;
+    va_start(ap, outlen);
+    while ((s = va_arg(ap, const char *)) != NULL) {
+        size_t l = strlen(s);
+        if (l > outlen - 1 - n)
+            l = outlen - 1 - n;
+        memcpy(out + n, s, l);
+        n += l;
+    }
+    va_end(ap);
+    out[n] = '\0';
+    return n;
+}
+
+void
+sip_hex64(char out[17], uint64_t v)
+{
+    for (int i = 15; i >= 0; i--) {
+        out[i] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    }
+    out[16] = '\0';
+}
+
+char *
+sip_utoa(char *out, unsigned v)
+{
+    char d[12];
+    size_t i = sizeof d - 1;
+
+    d[i] = '\0';
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    memcpy(out, d + i, sizeof d - i);
+    return out;
 }

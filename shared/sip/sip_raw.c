@@ -112,11 +112,34 @@ sip_msg_raw_usable(const struct sip_msg *msg)
 
 /* ------------------------------------------------------------------ output buffer */
 
+/*
+ * Built in a stack buffer (stk) and copied once, at its exact size, into the heap by
+ * finish(): a message of a few hundred bytes then costs one small malloc, not a 2 KiB
+ * realloc grown and shrunk (glibc served those from its slow path). Larger output moves
+ * to the heap as it grows. Declare with OBUF_INIT(o).
+ */
 struct obuf {
     char *p;
     size_t n, cap;
     bool fail;
+    char stk[2048];
 };
+
+#define OBUF_INIT(o)            \
+    do {                        \
+        (o).p = (o).stk;        \
+        (o).n = 0;              \
+        (o).cap = sizeof (o).stk; \
+        (o).fail = false;       \
+    } while (0)
+
+static void
+obuf_free(struct obuf *o)
+{
+    if (o->p != o->stk)
+        free(o->p);
+    o->p = o->stk;
+}
 
 static void
 put(struct obuf *o, const char *s, size_t n)
@@ -124,11 +147,17 @@ put(struct obuf *o, const char *s, size_t n)
     if (o->fail)
         return;
     if (o->n + n + 1 > o->cap) {
-        size_t cap = (o->cap ? o->cap : 1024) * 2;
+        size_t cap = o->cap * 2;
         char *np;
         while (cap < o->n + n + 1)
             cap *= 2;
-        np = realloc(o->p, cap);
+        if (o->p == o->stk) {
+            np = malloc(cap);
+            if (np != NULL)
+                memcpy(np, o->stk, o->n);
+        } else {
+            np = realloc(o->p, cap);
+        }
         if (np == NULL) {
             o->fail = true;
             return;
@@ -159,18 +188,24 @@ put_line(struct obuf *o, const char *name, const char *value)
 static int
 finish(struct obuf *o, char **out, size_t *outlen)
 {
+    char *np;
+
     if (o->fail) {
-        free(o->p);
+        obuf_free(o);
         return -1;
     }
-    /* Shrink to fit: a server transaction keeps its answer's bytes for 32 s (Timer J). */
-    if (o->cap > o->n + 1) {
-        char *np = realloc(o->p, o->n + 1);
-        if (np != NULL)
-            o->p = np;
+    /* Exact size: a server transaction keeps its answer's bytes for 32 s (Timer J). */
+    if (o->p == o->stk) {
+        if ((np = malloc(o->n + 1)) == NULL)
+            return -1;
+        memcpy(np, o->stk, o->n + 1);
+        o->p = np;
+    } else if (o->cap > o->n + 1 && (np = realloc(o->p, o->n + 1)) != NULL) {
+        o->p = np;
     }
     *out = o->p;
     *outlen = o->n;
+    o->p = o->stk;
     return 0;
 }
 
@@ -260,11 +295,12 @@ int
 sip_msg_forward_bytes(const struct sip_msg *msg, const struct sip_fwd *f, char **out, size_t *outlen)
 {
     const struct sip_raw *raw = msg->raw;
-    struct obuf o = {0};
+    struct obuf o;
     char mf[32];
 
     if (!sip_msg_raw_usable(msg) || !msg->request)
         return forward_osip(msg, f, out, outlen);
+    OBUF_INIT(o);
     /* Start line */
     if (f->ruri == NULL && !(msg->dirty & SIP_DIRTY_RURI)) {
         put(&o, raw->buf, raw->start_end);
@@ -273,7 +309,7 @@ sip_msg_forward_bytes(const struct sip_msg *msg, const struct sip_fwd *f, char *
         const char *ruri = f->ruri;
         if (ruri == NULL) {
             if (osip_uri_to_str(msg->osip->req_uri, &u) != 0) {
-                free(o.p);
+                obuf_free(&o);
                 return -1;
             }
             ruri = u;
@@ -326,8 +362,19 @@ sip_msg_forward_bytes(const struct sip_msg *msg, const struct sip_fwd *f, char *
             if (raw->lines[i].kind == SIP_RAW_ROUTE)
                 put(&o, raw->buf + raw->lines[i].start, raw->lines[i].end - raw->lines[i].start);
     }
-    snprintf(mf, sizeof mf, "Max-Forwards: %d\r\n", f->max_forwards);
-    puts_(&o, mf);
+    {
+        /* "Max-Forwards: N" without snprintf (every forwarded request) */
+        unsigned v = f->max_forwards > 0 ? (unsigned)f->max_forwards : 0;
+        size_t i = sizeof mf - 1;
+        mf[i] = '\0';
+        do {
+            mf[--i] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v > 0 && i > 0);
+        puts_(&o, "Max-Forwards: ");
+        puts_(&o, mf + i);
+        put(&o, "\r\n", 2);
+    }
     /* Everything else as received, then the blank line and the body */
     for (unsigned i = 0; i < raw->nlines; i++)
         if (raw->lines[i].kind != SIP_RAW_VIA && raw->lines[i].kind != SIP_RAW_ROUTE &&
@@ -370,7 +417,7 @@ int
 sip_msg_response_forward_bytes(struct sip_msg *resp, char **out, size_t *outlen)
 {
     const struct sip_raw *raw = resp->raw;
-    struct obuf o = {0};
+    struct obuf o;
     bool cut = false;
 
     if (!sip_msg_raw_usable(resp) || (resp->dirty & (SIP_DIRTY_VIA | SIP_DIRTY_ROUTE)) || resp->request) {
@@ -378,6 +425,7 @@ sip_msg_response_forward_bytes(struct sip_msg *resp, char **out, size_t *outlen)
             return -1;
         return sip_msg_serialize(resp, out, outlen);
     }
+    OBUF_INIT(o);
     put(&o, raw->buf, raw->start_end);
     for (unsigned i = 0; i < raw->nlines; i++) {
         const struct sip_raw_line *l = &raw->lines[i];
@@ -389,7 +437,7 @@ sip_msg_response_forward_bytes(struct sip_msg *resp, char **out, size_t *outlen)
             size_t voff, vlen, c;
             cut = true;
             if (colon == NULL) {
-                free(o.p);
+                obuf_free(&o);
                 return -1;
             }
             voff = (size_t)(colon + 1 - s);
@@ -452,11 +500,12 @@ sip_reply_bytes(const struct sip_msg *req, int code, const char *reason, const c
                 char **out, size_t *outlen)
 {
     const struct sip_raw *raw = req->raw;
-    struct obuf o = {0};
+    struct obuf o;
     char line[64];
 
     if (!sip_msg_raw_usable(req) || !req->request)
         return reply_osip(req, code, reason, to_tag, extra, out, outlen);
+    OBUF_INIT(o);
     if (reason == NULL)
         reason = osip_message_get_reason(code);
     snprintf(line, sizeof line, "SIP/2.0 %d ", code);

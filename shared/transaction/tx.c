@@ -1,6 +1,7 @@
 #define LOG_MODULE "tx"
 #include "transaction/tx.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@ struct tx {
     bool server;
     bool invite;
     bool reliable;
+    bool stateless;              /* server: forgotten once its final answer is sent (§8.2.7) */
     bool cancel_pending;         /* client INVITE: CANCEL asked for before any provisional */
     bool cancel_sent;
     bool final_sent;             /* server: a final response went out */
@@ -153,17 +155,53 @@ is_3261_branch(const char *b)
  * (ACK matches INVITE). Requests without the magic cookie fall back to the RFC 2543
  * fields (§17.2.3 last paragraph).
  */
+/* Appends s (at most the room left, keeping a NUL) to buf of size cap at *len. */
+static void
+key_put(char *buf, size_t cap, size_t *len, const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n > cap - 1 - *len)
+        n = cap - 1 - *len;
+    memcpy(buf + *len, s, n);
+    *len += n;
+    buf[*len] = '\0';
+}
+
+static void
+key_put_uint(char *buf, size_t cap, size_t *len, unsigned v)
+{
+    char d[16];
+    size_t i = sizeof d - 1;
+
+    d[i] = '\0';
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    key_put(buf, cap, len, d + i);
+}
+
 static char *
 server_key(const struct sip_msg *msg, enum sip_method as_method)
 {
     struct sip_via_info v;
     char buf[1024], cid[256];
+    size_t n = 0;
     const char *m = as_method == SIP_UNKNOWN ? sip_msg_method_str(msg) : sip_method_name(as_method);
 
     sip_msg_via_info(msg, 0, &v);
-    if (is_3261_branch(v.branch))
-        snprintf(buf, sizeof buf, "S|%s|%s:%u|%s", v.branch, v.host ? v.host : "", v.port, m);
-    else
+    if (is_3261_branch(v.branch)) {
+        /* "S|branch|host:port|method", without snprintf (this runs for every message) */
+        key_put(buf, sizeof buf, &n, "S|");
+        key_put(buf, sizeof buf, &n, v.branch);
+        key_put(buf, sizeof buf, &n, "|");
+        key_put(buf, sizeof buf, &n, v.host ? v.host : "");
+        key_put(buf, sizeof buf, &n, ":");
+        key_put_uint(buf, sizeof buf, &n, v.port);
+        key_put(buf, sizeof buf, &n, "|");
+        key_put(buf, sizeof buf, &n, m);
+    } else
         snprintf(buf, sizeof buf, "S2|%s|%s|%u|%s:%u|%s", sip_msg_call_id(msg, cid, sizeof cid),
                  sip_msg_from_tag(msg) ? sip_msg_from_tag(msg) : "", msg->cseq, v.host ? v.host : "",
                  v.port, m);
@@ -174,8 +212,12 @@ static char *
 client_key(const char *branch, const char *method)
 {
     char buf[512];
+    size_t n = 0;
 
-    snprintf(buf, sizeof buf, "C|%s|%s", branch ? branch : "", method);
+    key_put(buf, sizeof buf, &n, "C|");
+    key_put(buf, sizeof buf, &n, branch ? branch : "");
+    key_put(buf, sizeof buf, &n, "|");
+    key_put(buf, sizeof buf, &n, method);
     return strdup(buf);
 }
 
@@ -416,9 +458,11 @@ server_dest(struct tx *tx, const struct tp_rx *rx)
     /* RFC 3261 §18.2.2 / RFC 3581 §4: rport -> source address and port; else the source
      * address (our received=) with the sent-by port. */
     if (rx->proto == TP_UDP && !v.has_rport) {
-        char host[64];
-        tp_addr_host(&rx->src, host, sizeof host);
-        tp_addr_from_ip(&tx->dest.addr, host, v.port ? v.port : 5060);
+        uint16_t port = htons(v.port ? v.port : 5060);
+        if (tx->dest.addr.ss.ss_family == AF_INET)
+            ((struct sockaddr_in *)&tx->dest.addr.ss)->sin_port = port;
+        else if (tx->dest.addr.ss.ss_family == AF_INET6)
+            ((struct sockaddr_in6 *)&tx->dest.addr.ss)->sin6_port = port;
     }
 }
 
@@ -487,6 +531,12 @@ tx_reply_bytes(struct tx *stx, int code, char *out, size_t len)
     }
     stx->final_sent = true;
     event_del(&stx->ev_timeout);
+    if (stx->stateless) {
+        /* RFC 3261 §8.2.7: answered as a stateless UAS; a retransmission of the
+         * request is a new transaction and gets a new answer. */
+        terminate(stx);
+        return 0;
+    }
     if (stx->invite) {
         if (code < 300) {
             /* RFC 6026 §8.7: Accepted; Timer L = 64*T1 absorbs retransmitted INVITEs. */
@@ -535,6 +585,13 @@ tx_reply_extra(struct tx *stx, int code, const char *reason, const char *extra)
     if (sip_reply_bytes(stx->req, code, reason, tag, extra, &out, &len) != 0)
         return -1;
     return tx_reply_bytes(stx, code, out, len);
+}
+
+void
+tx_set_stateless(struct tx *stx)
+{
+    if (stx->server && !stx->invite)
+        stx->stateless = true;
 }
 
 int

@@ -583,6 +583,22 @@ tp_addr_host(const struct tp_addr *a, char *out, size_t outlen)
     if (outlen == 0)
         return out;
     out[0] = '\0';
+    if (a->ss.ss_family == AF_INET && outlen >= INET_ADDRSTRLEN) {
+        /* dotted quad by hand: glibc's inet_ntop formats IPv4 with sprintf, and this runs
+         * several times per message (Via received=, transaction destination) */
+        const unsigned char *b = (const unsigned char *)&((const struct sockaddr_in *)&a->ss)->sin_addr;
+        char *o = out;
+        for (int i = 0; i < 4; i++) {
+            unsigned v = b[i];
+            if (v >= 100)
+                *o++ = (char)('0' + v / 100);
+            if (v >= 10)
+                *o++ = (char)('0' + v / 10 % 10);
+            *o++ = (char)('0' + v % 10);
+            *o++ = i < 3 ? '.' : '\0';
+        }
+        return out;
+    }
     if (a->ss.ss_family == AF_INET)
         src = &((const struct sockaddr_in *)&a->ss)->sin_addr;
     else if (a->ss.ss_family == AF_INET6)
