@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2034  # the settings below are read by lib.sh
 # tests/bench/instr.sh: instructions per operation, Parley's home server
 # against Kamailio, both under valgrind's callgrind with the same sipp load.
 # Instruction counts do not depend on how loaded the machine is (CPU time per
@@ -12,19 +13,22 @@
 # output file per process, %p), wait for it to answer OPTIONS, zero the
 # counters of every process of the server, then three phases, each ended by a
 # dump of every process (callgrind_control --dump, which also zeroes):
+#   0. IDLE_SECONDS (10) with no load: the server's idle instructions per second
 #   1. N_CALLEES REGISTERs (the callees; sipp register.xml)
 #   2. INSTR_N MESSAGEs through the server to the callees (message.xml)
 #   3. INSTR_N calls INVITE/100/180/200/ACK/BYE/200 (uac_call.xml)
 # and divides the summed instructions of each phase's dumps by its operations.
-# Start-up and shutdown are excluded.  Timer work during a phase (at these low
-# rates, ~1 ms ticks) is included for both servers alike; PHASE_SETTLE seconds
-# after each phase let retransmissions and transaction timers run out first.
+# Start-up and shutdown are excluded.  Timer work during a phase is included
+# for both servers alike; the table's "net" columns subtract the idle rate over
+# the phase's wall time.  PHASE_SETTLE seconds after each phase let
+# retransmissions and transaction timers run out first.  On a busy machine use
+# PIN=0 INSTR_NR=1 (see below; docs/benchmarks.md).
 #
 # Knobs: INSTR_N 2000  INSTR_RATE 50 (per second)  N_CALLEES 200
 #   REG_RATE 20  SUTS "parley kamailio"  PORT_BASE 16800 (uses +0..+42)
 #   BUILD_DIR <repo>/build-h8-rel (Release; BUILD=0 to use it as is)
 #   PARLEY_ARGS (e.g. "--app-chain none")  PARLEY_LOG_LEVEL err
-#   PHASE_SETTLE 3  PIN 1 SUT_CPUS 0 GEN_CPUS 1
+#   PHASE_SETTLE 3  IDLE_SECONDS 10  INSTR_NR 0  PIN 1 SUT_CPUS 0 GEN_CPUS 1
 # Writes results/instr-<date>/: table.md, the callgrind outputs, logs.
 # Every process is bounded (watchdog, sipp -timeout) and stopped by PID.
 set -u
