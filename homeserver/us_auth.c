@@ -228,30 +228,33 @@ challenge(struct us_auth *ua, struct px_req *req, bool proxy, bool stale, bool m
           enum challenge_reason why)
 {
     const char *hname = proxy ? "Proxy-Authenticate" : "WWW-Authenticate";
-    struct sip_msg *resp = px_reply_build(req, proxy ? 407 : 401, NULL);
     uint64_t now = (uint64_t)clock_wall_s();
-    char nonce[AUTH_NONCE_SIZE], value[512];
+    char nonce[AUTH_NONCE_SIZE], value[512], extra[2 * 600];
+    size_t off = 0;
     enum auth_algorithm algs[2];
     int nalg = 0;
 
-    if (resp == NULL)
-        return;
     if (ua->opts.offer_sha256 && !md5_only)
         algs[nalg++] = AUTH_ALG_SHA256;
     algs[nalg++] = AUTH_ALG_MD5;
+    extra[0] = '\0';
     for (int i = 0; i < nalg; i++) {
+        int n;
         if (auth_nonce_make(&ua->secret, now, nonce, sizeof nonce) != 0 ||
             auth_build_challenge(ua->realm, nonce, algs[i], stale, NULL, value, sizeof value) != 0 ||
-            sip_msg_add_header(resp, hname, value) != 0) {
-            sip_msg_free(resp);
+            (n = snprintf(extra + off, sizeof extra - off, "%s: %s\r\n", hname, value)) < 0 ||
+            (size_t)n >= sizeof extra - off) {
             px_reply(req, 500, "Cannot Build Challenge");
             return;
         }
+        off += (size_t)n;
     }
     ua->stats.challenges++;
     metrics_counter_inc(ua->m_challenge[why]);
-    px_reply_msg(req, resp);
-    sip_msg_free(resp);
+    /* A challenge is answered as a stateless UAS (RFC 3261 §8.2.7): a retransmitted
+     * request simply gets a fresh challenge, and no transaction is held for Timer J.
+     * INVITE keeps its transaction so that the ACK for the 407 finds it. */
+    px_reply_stateless(req, proxy ? 407 : 401, NULL, extra);
 }
 
 /*

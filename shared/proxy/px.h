@@ -132,6 +132,8 @@ int px_reply(struct px_req *req, int code, const char *reason);
 /* px_reply() with <extra> header lines ("Name: value\r\n"..., or NULL): built from the
  * request's bytes, without osip. */
 int px_reply_extra(struct px_req *req, int code, const char *reason, const char *extra);
+/* px_reply_extra() that forgets the transaction once sent (tx_set_stateless: non-INVITE only). */
+int px_reply_stateless(struct px_req *req, int code, const char *reason, const char *extra);
 int px_reply_msg(struct px_req *req, struct sip_msg *resp);
 struct sip_msg *px_reply_build(struct px_req *req, int code, const char *reason);
 

@@ -109,6 +109,13 @@ int tx_reply(struct tx *stx, struct sip_msg *resp);
 int tx_reply_bytes(struct tx *stx, int code, char *buf, size_t len);
 /* Builds and sends a response with no extra headers. <reason> NULL = standard phrase. */
 int tx_reply_code(struct tx *stx, int code, const char *reason);
+/*
+ * Makes non-INVITE server transaction <stx> stateless (RFC 3261 §8.2.7): once its final
+ * answer is sent it leaves the table at once instead of absorbing retransmissions for
+ * Timer J. For answers that are cheap to repeat and not worth 32 s of memory, such as
+ * digest challenges. No effect on INVITE transactions (their ACK must find them).
+ */
+void tx_set_stateless(struct tx *stx);
 /* The same with <extra> header lines ("Name: value\r\n"..., or NULL) and no body. */
 int tx_reply_extra(struct tx *stx, int code, const char *reason, const char *extra);
 /* The same, and returns the built response so the caller could add headers first: */
