@@ -24,10 +24,14 @@
  * The key nonces are signed with, bound to one server. Plain data: may be copied,
  * but it holds key material, so wipe it (auth_secret_wipe) when done.
  */
+#define AUTH_HMAC_STATE 128          /* bytes of a keyed SHA-256 state (auth_nonce.c) */
 struct auth_secret {
     unsigned char key[AUTH_SECRET_MAX];
     size_t key_len;                           /* 16..AUTH_SECRET_MAX */
     char server_id[AUTH_SERVER_ID_MAX + 1];   /* e.g. the server's name in the directory */
+    /* HMAC-SHA256 with this key, its inner and outer states after the padded key block
+     * (RFC 2104), set by auth_secret_init: each MAC then hashes only the message */
+    unsigned char hmac_inner[AUTH_HMAC_STATE], hmac_outer[AUTH_HMAC_STATE];
 };
 
 /* Sets <s> from a given key (16..64 bytes) and <server_id>. Returns 0 or -1. */

@@ -11,6 +11,9 @@
 
 #include <cmocka.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "auth/auth_digest.h"
 #include "auth/auth_nonce.h"
 #include "auth/auth_parse.h"
@@ -333,6 +336,58 @@ test_auth_nonce_ok_stale_tampered_and_foreign(void **state)
     auth_secret_wipe(&a);
 }
 
+/* The nonce's MAC is HMAC-SHA256 (RFC 2104) of timestamp || unique part || server id, as
+ * OpenSSL's HMAC() computes it - also for keys of 16 and 64 bytes - and the unique parts
+ * of a thousand nonces differ. */
+static void
+test_auth_nonce_mac_is_hmac_sha256(void **state)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t lens[] = {16, 32, 64};
+
+    (void)state;
+    for (size_t k = 0; k < 3; k++) {
+        unsigned char key[64], raw[57], buf[8 + 16 + 16], mac[EVP_MAX_MD_SIZE];
+        unsigned int mlen = 0;
+        struct auth_secret s;
+        char n[AUTH_NONCE_SIZE];
+        uint32_t acc = 0;
+        int bits = 0;
+        size_t o = 0;
+
+        for (size_t i = 0; i < sizeof key; i++)
+            key[i] = (unsigned char)(i * 7 + k);
+        assert_int_equal(auth_secret_init(&s, key, lens[k], "home7"), 0);
+        assert_int_equal(auth_nonce_make(&s, 123456, n, sizeof n), 0);
+        for (size_t i = 0; i < AUTH_NONCE_LEN; i++) {
+            acc = acc << 6 | (uint32_t)(strchr(b64, n[i]) - b64);
+            bits += 6;
+            if (bits >= 8) {
+                bits -= 8;
+                raw[o++] = (unsigned char)(acc >> bits);
+            }
+            acc &= (1u << bits) - 1;
+        }
+        assert_int_equal(o, 56);
+        memcpy(buf, raw, 24);
+        memcpy(buf + 24, "home7", 5);
+        assert_non_null(HMAC(EVP_sha256(), key, (int)lens[k], buf, 29, mac, &mlen));
+        assert_int_equal(mlen, 32);
+        assert_memory_equal(raw + 24, mac, 32);
+        assert_int_equal(raw[7], (unsigned char)(123456 & 0xff));
+    }
+    {
+        static char seen[1000][AUTH_NONCE_SIZE];
+        struct auth_secret s;
+        make_secret(&s, "home1", 3);
+        for (int i = 0; i < 1000; i++) {
+            assert_int_equal(auth_nonce_make(&s, 1000, seen[i], sizeof seen[i]), 0);
+            for (int j = 0; j < i; j++)
+                assert_string_not_equal(seen[i], seen[j]);
+        }
+    }
+}
+
 static void
 test_auth_secret_init_rejects_short_key(void **state)
 {
@@ -585,6 +640,7 @@ main(void)
         cmocka_unit_test(test_auth_parse_bounds_fields_and_embedded_nul),
         cmocka_unit_test(test_auth_nonce_ok_stale_tampered_and_foreign),
         cmocka_unit_test(test_auth_secret_init_rejects_short_key),
+        cmocka_unit_test(test_auth_nonce_mac_is_hmac_sha256),
         cmocka_unit_test(test_auth_nc_strictly_increasing),
         cmocka_unit_test(test_auth_nc_eviction_is_bounded_and_safe),
         cmocka_unit_test(test_auth_challenge_exact_text),
