@@ -380,10 +380,8 @@ probe_all(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static int out_response_hide(struct edge_policy *ep, struct px_req *req, struct sip_msg *resp);
-
-/* Response hook of requests sent to a front-end: a transport failure marks it down; the
- * Record-Route of what goes back out is hidden (topology hiding, below). */
+/* Response hook of requests sent to a front-end: a transport failure marks it down. (The
+ * Record-Route of what goes back out is hidden as it arrives: edge_policy_rx_response.) */
 struct fwd_ctx {
     struct edge_fe *fe;
 };
@@ -396,7 +394,8 @@ fwd_response(struct px_req *req, struct sip_msg *resp, void *arg)
 
     if (resp->status == 504 && reason && strcmp(reason, "Next Hop Unreachable") == 0)
         mark(c->fe, false, "request not delivered");
-    return out_response_hide(c->fe->ep, req, resp);
+    (void)req;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ the stage */
@@ -495,8 +494,26 @@ edge_th_seal(const unsigned char key[32], const char *aad, const char *plain, ch
     EVP_CIPHER_CTX *c = NULL;
     int len = 0, rc = -1;
 
-    if (n > EDGE_TH_MAX || outlen < (TH_IV + n + TH_TAG + 2) / 3 * 4 + 1 || RAND_bytes(buf, TH_IV) != 1)
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    if (n > EDGE_TH_MAX || outlen < (TH_IV + n + TH_TAG + 2) / 3 * 4 + 1)
         return -1;
+    /* A synthetic IV (the SIV idea): an HMAC of the associated data and the plain text, so
+     * the same entries seal the same way - a retransmitted 2xx carries the same Record-Route
+     * as the first, as its UAC expects - and the GCM nonce repeats only with its input. */
+    {
+        size_t al = strlen(aad);
+        unsigned char in[sizeof "parley-th-iv" + 256 + 1 + EDGE_TH_MAX];
+        if (al > 256)
+            return -1;
+        memcpy(in, "parley-th-iv", sizeof "parley-th-iv");
+        memcpy(in + sizeof "parley-th-iv", aad, al);
+        in[sizeof "parley-th-iv" + al] = '\0';
+        memcpy(in + sizeof "parley-th-iv" + al + 1, plain, n);
+        if (HMAC(EVP_sha256(), key, 32, in, sizeof "parley-th-iv" + al + 1 + n, md, &mdlen) == NULL || mdlen < TH_IV)
+            return -1;
+        memcpy(buf, md, TH_IV);
+    }
     if ((c = EVP_CIPHER_CTX_new()) == NULL || EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, buf) != 1 ||
         EVP_EncryptUpdate(c, NULL, &len, (const unsigned char *)aad, (int)strlen(aad)) != 1 ||
         EVP_EncryptUpdate(c, buf + TH_IV, &len, (const unsigned char *)plain, (int)n) != 1 ||
@@ -706,6 +723,60 @@ restore_rr(struct edge_policy *ep, struct sip_msg *msg)
     return 0;
 }
 
+/*
+ * Topology hiding of Via (a request going out to an outside user): its whole Via list -
+ * the front-end's, the home servers', the inside caller's - sealed like the Record-Route
+ * (AES-256-GCM, associated data EDGE_VIA_AAD) into the "th" parameter of one Via naming
+ * our outside address, forwarded below our own. The answer copies it back
+ * (RFC 3261 §8.2.6.2), and edge_policy_rx_response opens it into the original list. The
+ * entries are joined by '\n', which no header value holds. 0 or -1 (too long to hide).
+ */
+#define EDGE_VIA_AAD "via"
+
+static const char *
+transport_upper(const char *t)
+{
+    return strcmp(t, "tls") == 0 ? "TLS" : strcmp(t, "tcp") == 0 ? "TCP" : "UDP";
+}
+
+static int
+seal_vias(struct edge_policy *ep, const struct sip_msg *msg, char *out, size_t outlen)
+{
+    int n = osip_list_size(&msg->osip->vias);
+    char plain[EDGE_TH_MAX + 1], blob[(TH_IV + EDGE_TH_MAX + TH_TAG + 2) / 3 * 4 + 1];
+    size_t used = 0;
+    bool v6 = strchr(ep->out.host, ':') != NULL;
+
+    if (n <= 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        char *v = NULL;
+        size_t l;
+        if (osip_via_to_str(osip_list_get(&msg->osip->vias, i), &v) != 0)
+            return -1;
+        l = strlen(v);
+        if (used + l + 2 > sizeof plain) {
+            osip_free(v);
+            log_warn("Via list too long to hide (%d entries)", n);
+            return -1;
+        }
+        if (used)
+            plain[used++] = '\n';
+        memcpy(plain + used, v, l);
+        used += l;
+        plain[used] = '\0';
+        osip_free(v);
+    }
+    if (edge_th_seal(ep->key, EDGE_VIA_AAD, plain, blob, sizeof blob) != 0)
+        return -1;
+    n = snprintf(out, outlen, "SIP/2.0/%s %s%s%s:%u;branch=z9hG4bKth%.16s;%s=%s", transport_upper(ep->out.transport),
+                 v6 ? "[" : "", ep->out.host, v6 ? "]" : "", ep->out.port, blob, EDGE_TH_PARAM, blob);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* Size of a sealed Via value (seal_vias). */
+#define EDGE_VIA_MAX ((TH_IV + EDGE_TH_MAX + TH_TAG + 2) / 3 * 4 + 400)
+
 bool
 edge_policy_ack(struct sip_msg *ack, const struct tp_rx *rx, void *arg)
 {
@@ -720,12 +791,22 @@ edge_policy_ack(struct sip_msg *ack, const struct tp_rx *rx, void *arg)
         if (u && uri_is_self(u, &ep->out))
             rc = open_th(ep, u, plain, sizeof plain, token, sizeof token);
     }
-    if (rc == 1)
-        return true;    /* no hidden route set: px routes it as it is */
+    if (rc == 1) {
+        /* no hidden route set: px routes it as it is; one from the pool going out to an
+         * outside user (2xx ACK, no transaction) gets its Via list hidden */
+        char via[EDGE_VIA_MAX];
+        if (px_rx_class(ep->px, rx) == TP_CLASS_CLIENT)
+            return true;
+        if (seal_vias(ep, ack, via, sizeof via) != 0 || sip_msg_replace_vias(ack, via) != 0)
+            return false;
+        ep->stats.vias_hidden++;
+        return true;
+    }
     if (rc < 0) {
         ep->stats.refused++;
         return false;   /* forged or stale */
     }
+    (void)rx;
     sip_msg_remove_routes(ack);
     for (char *it = strtok_r(plain, " ", &save); it && k < 32; it = strtok_r(NULL, " ", &save))
         if (strcmp(it, "~") != 0)
@@ -733,31 +814,73 @@ edge_policy_ack(struct sip_msg *ack, const struct tp_rx *rx, void *arg)
     for (int i = k - 1; i >= 0; i--)
         if (sip_msg_push_route(ack, items[i]) != 0)
             return false;
-    (void)rx;
     return true;
 }
 
-/* Responses going out to an outside user: Record-Route hidden. */
+/*
+ * A response from an outside user: the Via below ours must be the one seal_vias made (we
+ * send outside users nothing else that gets answered), and becomes the list it hides, so
+ * the response goes back along the pool as it came - also a 2xx retransmission forwarded
+ * statelessly. 0, or -1 (no sealed Via, or one that does not open: dropped).
+ */
 static int
-out_response_hide(struct edge_policy *ep, struct px_req *req, struct sip_msg *resp)
+restore_vias(struct edge_policy *ep, struct sip_msg *resp)
 {
-    if (osip_list_size(&resp->osip->record_routes) == 0 || hide_rr(ep, resp) == 0)
-        return 0;
-    px_reply(req, 500, "Server Internal Error");   /* never the internal list */
-    return 1;
+    osip_via_t *v;
+    osip_generic_param_t *p = NULL;
+    char plain[EDGE_TH_MAX + 1], *items[32], *save = NULL;
+    int k = 0;
+
+    if (sip_msg_via_count(resp) < 2)
+        return 0;   /* only our Via: a response to a request of the edge's own (CANCEL ...) */
+    v = osip_list_get(&resp->osip->vias, 1);
+    if (v == NULL || osip_via_param_get_byname(v, EDGE_TH_PARAM, &p) != 0 || p == NULL || p->gvalue == NULL ||
+        edge_th_open(ep->key, EDGE_VIA_AAD, p->gvalue, plain, sizeof plain) != 0)
+        return -1;
+    for (char *it = strtok_r(plain, "\n", &save); it; it = strtok_r(NULL, "\n", &save)) {
+        if (k == 32)
+            return -1;
+        items[k++] = it;
+    }
+    return k > 0 && sip_msg_splice_via(resp, 1, (const char *const *)items, k) == 0 ? 0 : -1;
 }
 
-/* Responses coming in from an outside user: Record-Route restored. */
-static int
-in_response(struct px_req *req, struct sip_msg *resp, void *arg)
+static bool
+dialog_forming(const struct sip_msg *resp)
+{
+    return resp->status > 100 && resp->status < 300 &&
+           (resp->method == SIP_INVITE || resp->method == SIP_SUBSCRIBE || resp->method == SIP_REFER ||
+            resp->method == SIP_NOTIFY);
+}
+
+bool
+edge_policy_rx_response(struct sip_msg *resp, const struct tp_rx *rx, void *arg)
 {
     struct edge_policy *ep = arg;
+    enum tp_class cls = px_rx_class(ep->px, rx);
+    char src[80];
 
-    if (osip_list_size(&resp->osip->record_routes) == 0 || restore_rr(ep, resp) == 0)
-        return 0;
-    ep->stats.refused++;
-    px_reply(req, 502, "Bad Record-Route From Outside");
-    return 1;
+    if (cls == TP_CLASS_CLIENT) {
+        /* from an outside user: our hidden Via list and Record-Route entries back */
+        if (sip_msg_ensure_full(resp) != 0 || restore_vias(ep, resp) != 0 ||
+            (osip_list_size(&resp->osip->record_routes) > 0 && restore_rr(ep, resp) != 0)) {
+            ep->stats.refused++;
+            log_peer(LOG_INFO, "dropped a %d response from %s: no hidden Via or Record-Route of ours opens",
+                     resp->status, tp_addr_str(&rx->src, src, sizeof src));
+            return false;
+        }
+        return true;
+    }
+    /* from the pool, going out: the Record-Route of a dialog-forming response hidden */
+    if (!dialog_forming(resp))
+        return true;
+    if (sip_msg_ensure_full(resp) != 0)
+        return false;
+    if (osip_list_size(&resp->osip->record_routes) > 0 && hide_rr(ep, resp) != 0) {
+        log_warn("dropped a %d response: its Record-Route cannot be hidden", resp->status);
+        return false;   /* never the internal list */
+    }
+    return true;
 }
 
 struct route_keep {
@@ -969,6 +1092,14 @@ from_inside(struct edge_policy *ep, struct px_req *req)
         px_reply(req, 500, NULL);
         return PX_ANSWERED;
     }
+    {
+        char via[EDGE_VIA_MAX];
+        if (seal_vias(ep, msg, via, sizeof via) != 0 || px_req_hide_vias(req, via) != 0) {
+            px_reply(req, 500, "Via List Cannot Be Hidden");
+            return PX_ANSWERED;
+        }
+        ep->stats.vias_hidden++;
+    }
     if ((ruri = sip_uri_str(ru)) == NULL) {
         px_reply(req, 400, "Bad Request-URI");
         return PX_ANSWERED;
@@ -992,8 +1123,7 @@ from_inside(struct edge_policy *ep, struct px_req *req)
         px_reply(req, 500, NULL);
         return PX_ANSWERED;
     }
-    px_req_on_response(req, in_response, ep, NULL);   /* hidden Record-Route restored */
-    ep->stats.outbound++;
+    ep->stats.outbound++;   /* the answers' Via and Record-Route: edge_policy_rx_response */
     return PX_FORWARD;
 }
 

@@ -67,6 +67,12 @@ enum px_verdict edge_policy_handle(struct px_req *req, void *arg);
  * user's ACK for a 2xx carrying our hidden route set ("th") gets it back. */
 bool edge_policy_ack(struct sip_msg *ack, const struct tp_rx *rx, void *arg);
 
+/* The px receive hook for responses (px_rx_response_fn, px_set_rx_response_hook) with
+ * <arg> = the policy: a response from an outside user gets the Via list and Record-Route
+ * the edge hid back (dropped when they do not open); a dialog-forming response from the
+ * pool going out gets its Record-Route hidden. Also for 2xx forwarded statelessly. */
+bool edge_policy_rx_response(struct sip_msg *resp, const struct tp_rx *rx, void *arg);
+
 struct edge_policy_stats {
     uint64_t inbound;               /* outside requests forwarded to a front-end */
     uint64_t outbound;              /* pool requests sent to an outside user */
@@ -74,6 +80,7 @@ struct edge_policy_stats {
     uint64_t refused;               /* 403 (in-dialog request for a dialog not ours) */
     uint64_t failovers;             /* front-ends marked down */
     uint64_t hidden;                /* Record-Route lists hidden (topology hiding) */
+    uint64_t vias_hidden;           /* Via lists of requests going out sealed (topology hiding) */
 };
 void edge_policy_stats_get(const struct edge_policy *ep, struct edge_policy_stats *out);
 /* How many front-ends are up now. */
@@ -96,7 +103,8 @@ int edge_flow_parse(const unsigned char key[32], const char *token, struct edge_
 /*
  * Topology hiding: <plain> (at most EDGE_TH_MAX bytes) sealed with AES-256-GCM under
  * <key>, <aad> as associated data, into <out> as base64url (IV, ciphertext, tag), or
- * opened back. 0, or -1 (too long, <out> too small, forged or damaged blob).
+ * opened back. The IV is synthetic (an HMAC of <aad> and <plain>): the same input seals
+ * to the same blob. 0, or -1 (too long, <out> too small, forged or damaged blob).
  */
 #define EDGE_TH_MAX 1500
 #define EDGE_TH_PARAM "th"

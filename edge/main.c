@@ -194,6 +194,8 @@ STAT_FN(m_outbound, ds.outbound)
 STAT_FN(m_flow_failed, ds.flow_failed)
 STAT_FN(m_refused, ds.refused)
 STAT_FN(m_failovers, ds.failovers)
+STAT_FN(m_hidden, ds.hidden)
+STAT_FN(m_vias_hidden, ds.vias_hidden)
 STAT_FN(m_fe_up, edge_policy_frontends_up(e->ep))
 
 static void
@@ -209,7 +211,12 @@ register_metrics(struct edge *e)
     metrics_counter_fn(m, "parley_edge_inbound_total", "outside requests forwarded to a front-end", m_inbound, e);
     metrics_counter_fn(m, "parley_edge_outbound_total", "pool requests sent to an outside user", m_outbound, e);
     metrics_counter_fn(m, "parley_edge_flow_failed_total", "430 Flow Failed sent", m_flow_failed, e);
-    metrics_counter_fn(m, "parley_edge_refused_total", "in-dialog requests refused (not our dialog)", m_refused, e);
+    metrics_counter_fn(m, "parley_edge_refused_total",
+                       "in-dialog requests and responses refused (not our dialog, hidden entries that do not open)",
+                       m_refused, e);
+    metrics_counter_fn(m, "parley_edge_rr_hidden_total", "Record-Route lists hidden (topology hiding)", m_hidden, e);
+    metrics_counter_fn(m, "parley_edge_via_hidden_total", "Via lists of requests going out sealed (topology hiding)",
+                       m_vias_hidden, e);
     metrics_counter_fn(m, "parley_edge_frontend_failovers_total", "front-ends marked down", m_failovers, e);
     metrics_gauge_fn(m, "parley_edge_frontends_up", "front-ends answering", m_fe_up, e);
 }
@@ -358,6 +365,7 @@ start(struct edge *e)
     if ((e->ep = edge_policy_new(e->base, &eo)) == NULL)
         return -1;
     px_set_ack_hook(e->px, edge_policy_ack, e->ep);   /* hidden route sets of ACKs (topology hiding) */
+    px_set_rx_response_hook(e->px, edge_policy_rx_response, e->ep);   /* hidden Via / Record-Route */
     log_info("outside address %s, inside address %s, %zu front-end(s)", outside, inside, e->set.frontend.n);
     return 0;
 }

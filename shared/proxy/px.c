@@ -41,6 +41,8 @@ struct px {
     void *final_arg;
     px_ack_fn *ack_fn;        /* px_set_ack_hook() (the edge), or NULL */
     void *ack_arg;
+    px_rx_response_fn *rx_resp_fn;   /* px_set_rx_response_hook() (the edge), or NULL */
+    void *rx_resp_arg;
 };
 
 struct px_branch {
@@ -85,6 +87,7 @@ struct px_req {
     void *resp_arg;
     px_release_fn *resp_release;
     struct px_trust_req trust;   /* class, throttle slot (px_trust.h) */
+    char *via_below;          /* px_req_hide_vias(): the Via list forwarded below ours, or NULL */
 };
 
 void
@@ -119,6 +122,31 @@ px_set_ack_hook(struct px *px, px_ack_fn *fn, void *arg)
 {
     px->ack_fn = fn;
     px->ack_arg = arg;
+}
+
+void
+px_set_rx_response_hook(struct px *px, px_rx_response_fn *fn, void *arg)
+{
+    px->rx_resp_fn = fn;
+    px->rx_resp_arg = arg;
+}
+
+enum tp_class
+px_rx_class(struct px *px, const struct tp_rx *rx)
+{
+    return px->trust ? px_trust_rx_class(px->trust, rx) : TP_CLASS_CLIENT;
+}
+
+int
+px_req_hide_vias(struct px_req *req, const char *value)
+{
+    char *v = value ? strdup(value) : NULL;
+
+    if (value && v == NULL)
+        return -1;
+    free(req->via_below);
+    req->via_below = v;
+    return 0;
 }
 uint64_t px_req_conn_id(const struct px_req *req) { return req->conn_id; }
 const struct tp_addr *px_req_src(const struct px_req *req) { return &req->src; }
@@ -226,6 +254,7 @@ req_free(struct px_req *r)
         free(r->br[i].route_set);
     }
     free(r->br);
+    free(r->via_below);
     sip_msg_free(r->best);
     if (r->resp_release)
         r->resp_release(r->resp_arg);
@@ -645,6 +674,8 @@ build_strict(struct px_req *r, struct px_branch *b, const struct sip_fwd *f, str
         sip_msg_push_record_route(m, f->record_route);
     snprintf(mf, sizeof mf, "%d", f->max_forwards);
     sip_msg_set_header(m, "Max-Forwards", mf);
+    if (f->via_below && sip_msg_replace_vias(m, f->via_below) != 0)
+        goto out;
     if (next_hop(m, hop) != 0 || sip_msg_push_via(m, f->via) != 0)
         goto out;
     rc = sip_msg_serialize(m, out, len);
@@ -748,6 +779,7 @@ start_branch(struct px_req *r, unsigned idx)
                     sip_utoa(ps, port), ";branch=", branch, ";rport", (const char *)NULL);
     }
     f.via = via;
+    f.via_below = r->via_below;
     if (strict) {
         if (build_strict(r, b, &f, &hop, &out, &len) != 0)
             out = NULL;
@@ -851,9 +883,16 @@ late_cb(struct tx *ctx, struct sip_msg *resp, int code, void *arg)
 
     if (resp == NULL || code < 200 || code >= 300)
         return;
-    if (tx_response_dest_at(resp, 1, &dest) != 0 || sip_msg_response_forward_bytes(resp, &out, &len) != 0)
+    if (tx_response_dest_at(resp, 1, &dest) != 0 || sip_msg_response_forward_bytes(resp, &out, &len) != 0) {
+        log_debug("late %d response not forwarded: no usable Via below ours", code);
         return;
+    }
     px->stats.stateless_forwarded++;
+    if (log_enabled(LOG_DEBUG)) {
+        char to[80];
+        log_debug("late %d response forwarded statelessly to %s %s", code, tp_proto_name(dest.proto),
+                  tp_addr_str(&dest.addr, to, sizeof to));
+    }
     tx_send_bytes(px->txl, out, len, &dest);
     free(out);
 }
@@ -1355,6 +1394,11 @@ on_receive(struct tp_rx *rx, void *arg)
         sip_msg_fix_via(msg, host, tp_addr_port(&rx->src));
     } else {
         px->stats.rx_responses++;
+        if (px->rx_resp_fn && !px->rx_resp_fn(msg, rx, px->rx_resp_arg)) {
+            px->stats.dropped++;
+            sip_msg_free(msg);
+            return;
+        }
     }
     tx_receive(px->txl, msg, rx);
 }

@@ -174,6 +174,23 @@ void px_set_final_observer(struct px *px, px_final_fn *fn, void *arg);
  */
 typedef bool px_ack_fn(struct sip_msg *ack, const struct tp_rx *rx, void *arg);
 void px_set_ack_hook(struct px *px, px_ack_fn *fn, void *arg);
+/*
+ * Every response received, before it is matched to a transaction (so also a late 2xx
+ * forwarded statelessly): <fn>(<resp>, <rx>, <arg>) may rewrite it (the edge restores the
+ * Via list and Record-Route it hid, and hides those of responses going out); false drops
+ * it (counted in dropped). One per px; NULL removes it.
+ */
+typedef bool px_rx_response_fn(struct sip_msg *resp, const struct tp_rx *rx, void *arg);
+void px_set_rx_response_hook(struct px *px, px_rx_response_fn *fn, void *arg);
+/* The class of the connection or source <rx> came from (px_trust; CLIENT without it). */
+enum tp_class px_rx_class(struct px *px, const struct tp_rx *rx);
+/*
+ * Topology hiding: every branch of <req> is forwarded with the one Via value <value>
+ * below ours instead of the received Via list (NULL: the received list again). The
+ * request itself keeps its Via list, so the answers the proxy makes up go upstream
+ * along it. 0 or -1.
+ */
+int px_req_hide_vias(struct px_req *req, const char *value);
 
 /* ------------------------------------------------------------------ requests we originate
  * (px_uac.c): the home server sends NOTIFYs of its subscriptions (RFC 6665) itself. */

@@ -789,6 +789,12 @@ classify(struct px_trust *t, const struct tp_rx *rx)
     return cls;
 }
 
+enum tp_class
+px_trust_rx_class(struct px_trust *t, const struct tp_rx *rx)
+{
+    return classify(t, rx);
+}
+
 int
 px_trust_on_request(struct px_trust *t, struct px_req *r)
 {

@@ -100,6 +100,8 @@ bool px_trust_dest_allowed(struct px_trust *t, struct px_req *r, const char *hos
 /* May this ACK for a 2xx (stateless, no transaction) be forwarded? A client's ACK must
  * be loose-routed to us (its top Route ours). Called before Route pre-processing. */
 bool px_trust_ack_allowed(struct px_trust *t, const struct sip_msg *ack, const struct tp_rx *rx);
+/* The class of the connection or source <rx> came from (client, trusted, server). */
+enum tp_class px_trust_rx_class(struct px_trust *t, const struct tp_rx *rx);
 
 /* ---- pure helpers (exported for the unit tests) ------------------------------------ */
 

@@ -1111,6 +1111,71 @@ sip_msg_pop_via(struct sip_msg *msg)
     return 0;
 }
 
+/* The branch of the top Via, after an edit of the list. */
+static void
+reset_branch(struct sip_msg *msg)
+{
+    osip_via_t *v = osip_list_get(&msg->osip->vias, 0);
+    osip_generic_param_t *br = NULL;
+
+    msg->branch = NULL;
+    if (v && osip_via_param_get_byname(v, "branch", &br) == 0 && br)
+        msg->branch = br->gvalue;
+}
+
+int
+sip_msg_replace_vias(struct sip_msg *msg, const char *value)
+{
+    osip_via_t *v = NULL, *old;
+
+    if (osip_via_init(&v) != 0)
+        return -1;
+    if (osip_via_parse(v, value) != 0) {
+        osip_via_free(v);
+        return -1;
+    }
+    while ((old = osip_list_get(&msg->osip->vias, 0)) != NULL) {
+        osip_list_remove(&msg->osip->vias, 0);
+        osip_via_free(old);
+    }
+    osip_list_add(&msg->osip->vias, v, 0);
+    msg->dirty |= SIP_DIRTY_VIA;
+    osip_message_force_update(msg->osip);
+    reset_branch(msg);
+    return 0;
+}
+
+int
+sip_msg_splice_via(struct sip_msg *msg, int index, const char *const *values, int n)
+{
+    osip_via_t *nv[32], *old = osip_list_get(&msg->osip->vias, index);
+    int k;
+
+    if (old == NULL || n < 1 || n > 32)
+        return -1;
+    for (k = 0; k < n; k++) {
+        if (osip_via_init(&nv[k]) != 0)
+            break;
+        if (osip_via_parse(nv[k], values[k]) != 0) {
+            osip_via_free(nv[k]);
+            break;
+        }
+    }
+    if (k < n) {
+        while (k-- > 0)
+            osip_via_free(nv[k]);
+        return -1;
+    }
+    osip_list_remove(&msg->osip->vias, index);
+    osip_via_free(old);
+    for (k = 0; k < n; k++)
+        osip_list_add(&msg->osip->vias, nv[k], index + k);
+    msg->dirty |= SIP_DIRTY_VIA;
+    osip_message_force_update(msg->osip);
+    reset_branch(msg);
+    return 0;
+}
+
 void
 sip_msg_fix_via(struct sip_msg *msg, const char *src_ip, uint16_t src_port)
 {

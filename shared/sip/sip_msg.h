@@ -134,6 +134,10 @@ int sip_msg_via_count(const struct sip_msg *msg);
 int sip_msg_push_via(struct sip_msg *msg, const char *value);
 /* Removes the top Via (proxy, on a response). */
 int sip_msg_pop_via(struct sip_msg *msg);
+/* Replaces the whole Via list by the one value <value> (topology hiding). 0 or -1. */
+int sip_msg_replace_vias(struct sip_msg *msg, const char *value);
+/* Replaces the Via at <index> by the <n> Via values <values>, in order. 0 or -1. */
+int sip_msg_splice_via(struct sip_msg *msg, int index, const char *const *values, int n);
 /*
  * RFC 3261 §18.2.1 / RFC 3581 §4: on a received request, set received= when the
  * sent-by host differs from <src_ip> or rport is present, and fill rport's value.

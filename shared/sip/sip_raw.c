@@ -281,6 +281,8 @@ forward_osip(const struct sip_msg *msg, const struct sip_fwd *f, char **out, siz
         sip_msg_push_record_route(&m, f->record_route);
     snprintf(mf, sizeof mf, "%d", f->max_forwards);
     sip_msg_set_header(&m, "Max-Forwards", mf);
+    if (f->via_below && sip_msg_replace_vias(&m, f->via_below) != 0)
+        goto out;
     if (sip_msg_push_via(&m, f->via) != 0)
         goto out;
     rc = sip_msg_serialize(&m, out, outlen);
@@ -322,7 +324,9 @@ sip_msg_forward_bytes(const struct sip_msg *msg, const struct sip_fwd *f, char *
     }
     /* Our Via, then the received Via list (regenerated if it was edited, e.g. received=) */
     put_line(&o, "Via", f->via);
-    if (msg->dirty & SIP_DIRTY_VIA) {
+    if (f->via_below) {
+        put_line(&o, "Via", f->via_below);
+    } else if (msg->dirty & SIP_DIRTY_VIA) {
         int n = osip_list_size(&msg->osip->vias);
         for (int i = 0; i < n; i++) {
             char *v = NULL;

@@ -74,6 +74,7 @@ struct sip_fwd {
     const char *record_route; /* our Record-Route URI, or NULL */
     const char *route_set;    /* comma-separated URIs to put on top of the Route set, or NULL */
     int max_forwards;         /* the new Max-Forwards value */
+    const char *via_below;    /* replaces the received Via list (topology hiding), or NULL */
 };
 
 /*

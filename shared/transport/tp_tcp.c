@@ -688,6 +688,11 @@ tp_stream_send(struct tp *tp, const struct tp_dest *dst, const char *buf, size_t
     char where[64];
 
     conn = tp_conn_find_peer(tp, dst->proto, &dst->addr, dst->tls_name);
+    /* A Via that says TCP from a peer we hold a TLS connection with (a client behind a TLS
+     * relay): what goes to that address goes on that connection (RFC 3261 §18.2.2), as a
+     * stateless response must. Never the other way: TLS is not downgraded to TCP. */
+    if (conn == NULL && dst->proto == TP_TCP)
+        conn = tp_conn_find_peer(tp, TP_TLS, &dst->addr, NULL);
     if (conn != NULL)
         return tp_stream_conn_send(conn, buf, len);
 

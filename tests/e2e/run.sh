@@ -150,29 +150,51 @@ outside)
   pass "MESSAGE outside bob -> inside alice: 407 from the pool, then delivered without the injected Route"
 
   # hidden TRACE: every Record-Route an outside party saw is one entry, the edge's outside
-  # address with the sealed "th" parameter, and no line but Via names a server inside
-  # (front-end, home servers, the edge's inside listener): not in Route, Contact, nor the
-  # inside caller's Proxy-Authorization (the edge removes it)
+  # address with the sealed "th" parameter; every request it received carries only Vias
+  # naming the edge's outside address (the edge's own, then the sealed list, "th"); and no
+  # line names a server inside (front-end, home servers, the edge's inside listener): not
+  # in Via, Route, Contact, nor the inside caller's Proxy-Authorization (the edge removes it)
   hidden() {
     python3 - "$1" "$B" <<'PY'
 import re, sys
 f, b = sys.argv[1], int(sys.argv[2])
 edge = "127.0.0.1:%d" % (b + 40)
 inside = [b, b + 1, b + 10, b + 11, b + 20, b + 21, b + 41]
-n = 0
-for line in open(f, errors="replace"):
-    if re.match(r"(?i)^(via|v):", line):
+n = nreq = 0
+# sipp -trace_msg: blocks after a "----...----- <time>" line, "... message received/sent ..."
+for block in re.split(r"(?m)^-{10,}.*$", open(f, errors="replace").read()):
+    lines = block.strip("\n").split("\n")
+    if len(lines) < 3:
         continue
-    for p in inside:
-        if re.search(r"127\.0\.0\.1:%d\b" % p, line):
-            sys.exit("internal address in: " + line.strip())
-    if re.match(r"(?i)^record-route:", line):
-        uris = re.findall(r"<([^>]*)>", line)
-        if len(uris) != 1 or edge not in uris[0] or ";th=" not in uris[0]:
-            sys.exit("not hidden: " + line.strip())
-        n += 1
+    received = "received" in lines[0]
+    msg = [l.rstrip("\r") for l in lines[1:] if l.strip() or True]
+    while msg and not msg[0].strip():
+        msg.pop(0)
+    if not msg:
+        continue
+    request = not msg[0].startswith("SIP/2.0")
+    vias = []
+    for line in msg:
+        for p in inside:
+            if re.search(r"127\.0\.0\.1:%d\b" % p, line):
+                sys.exit("internal address in: " + line.strip())
+        if re.match(r"(?i)^record-route:", line):
+            uris = re.findall(r"<([^>]*)>", line)
+            if len(uris) != 1 or edge not in uris[0] or ";th=" not in uris[0]:
+                sys.exit("not hidden: " + line.strip())
+            n += 1
+        if re.match(r"(?i)^(via|v):", line):
+            vias += [v.strip() for v in line.split(":", 1)[1].split(",")]
+    if received and request and not msg[0].startswith("ACK "):
+        nreq += 1
+        if len(vias) != 2 or any(not re.match(r"SIP/2\.0/\w+ %s;" % re.escape(edge), v) for v in vias) \
+                or ";th=" not in vias[1]:
+            sys.exit("Via not hidden in %s: %s" % (msg[0], vias))
+    if received and request and msg[0].startswith("ACK ") and len(vias) != 2:
+        sys.exit("ACK Via not hidden: %s" % vias)
 if n == 0:
     sys.exit("no Record-Route seen")
+print("%d Record-Route lines, %d requests from the pool checked" % (n, nreq))
 PY
   }
   sipp_bg uas-alice -sf "$HS_SCEN/uas_call.xml" -i 127.0.0.1 -p "$ALICE_UAS" -m 1
@@ -183,7 +205,9 @@ PY
   wait "$uas" || fail "alice's side of the call ($TEST_TMP/uas-alice.out)"
   pass "call outside bob (home2) -> inside alice (home1): INVITE, 200, ACK, BYE through the edge"
   hidden "$TEST_TMP/bob-uac.log" || fail "outside bob saw the pool's topology ($TEST_TMP/bob-uac.log)"
-  pass "topology hiding: bob's 180/200 carry one Record-Route, the edge's outside entry (th=), his BYE's Route too"
+  n200=$(grep -c '^CSeq: 2 INVITE' <(awk '/^SIP\/2.0 200/ { on = 1 } on && /^CSeq:/ { print; on = 0 }' "$TEST_TMP/bob-uac.log"))
+  [ "$n200" -ge 2 ] || fail "bob got $n200 200 OK to his INVITE: alice's retransmissions did not reach him"
+  pass "topology hiding: bob's 180/200 (also $((n200 - 1)) retransmitted 200, forwarded statelessly) carry one Record-Route, the edge's outside entry (th=), his BYE's Route too"
 
   sipp_bg uas-alice-bye -sf "$SCEN/uas_call_hangup.xml" -i 127.0.0.1 -p "$ALICE_UAS" -m 1 -auth_uri "$POOL_HOME1" \
     -key me alice -key peer bob -key domain "$D" -key password alice-secret

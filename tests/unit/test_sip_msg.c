@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "sip/sip_msg.h"
+#include "sip/sip_raw.h"
 
 #ifndef PARLEY_SIP_DATA
 #error "PARLEY_SIP_DATA must name tests/data/sip"
@@ -1006,6 +1007,61 @@ test_sip_make_tag_is_stable_per_request(void **state)
     sip_msg_free(c);
 }
 
+/* Topology hiding (the edge): a forwarded request's Via list replaced by one value, from
+ * the raw bytes and from osip; a response's sealed Via spliced back into a list. */
+static void
+test_sip_via_list_hidden_and_spliced_back(void **state)
+{
+    const char *hidden = "SIP/2.0/TLS 203.0.113.5:5061;branch=z9hG4bKthX;th=abc";
+    struct sip_msg *msg = parse_fixture("invite.sip");
+    struct sip_fwd f = {.via = "SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bKplA;rport", .max_forwards = 69,
+                        .via_below = hidden};
+    struct sip_via_info v;
+    char *out = NULL;
+    size_t len = 0;
+
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            sip_msg_touch(msg);   /* the osip path */
+        assert_int_equal(sip_msg_forward_bytes(msg, &f, &out, &len), 0);
+        assert_non_null(strstr(out, "Via: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bKplA;rport\r\n"));
+        assert_non_null(strstr(out, "branch=z9hG4bKthX;th=abc\r\n"));
+        assert_true(strstr(out, "198.51.100.1") < strstr(out, "z9hG4bKthX"));
+        assert_null(strstr(out, "Via: SIP/2.0/UDP pc33.example.org"));
+        assert_null(strstr(out, "Via: SIP/2.0/TCP 10.0.0.7"));
+        free(out);
+    }
+    /* the request itself keeps its list (answers made up go upstream along it) */
+    assert_int_equal(sip_msg_via_count(msg), 2);
+    assert_string_equal(msg->branch, "z9hG4bK776asdhds");
+
+    /* replaced by one value; then that value spliced back into two */
+    assert_int_equal(sip_msg_replace_vias(msg, hidden), 0);
+    assert_int_equal(sip_msg_via_count(msg), 1);
+    assert_string_equal(msg->branch, "z9hG4bKthX");
+    assert_int_equal(sip_msg_push_via(msg, "SIP/2.0/TLS 203.0.113.5:5061;branch=z9hG4bKplB"), 0);
+    {
+        const char *back[] = {"SIP/2.0/TLS 10.1.1.1:5061;branch=z9hG4bKfe1;rport=40000;received=10.1.1.1",
+                              "SIP/2.0/UDP 10.2.2.2:5060;branch=z9hG4bKua"};
+        assert_int_equal(sip_msg_splice_via(msg, 1, back, 2), 0);
+        assert_int_equal(sip_msg_splice_via(msg, 7, back, 2), -1);    /* no such Via */
+        {
+            const char *bad[] = {"not a via"};
+            assert_int_equal(sip_msg_splice_via(msg, 1, bad, 1), -1);  /* list left as it was */
+        }
+    }
+    assert_int_equal(sip_msg_via_count(msg), 3);
+    assert_string_equal(msg->branch, "z9hG4bKplB");
+    assert_int_equal(sip_msg_via_info(msg, 1, &v), 0);
+    assert_string_equal(v.host, "10.1.1.1");
+    assert_int_equal(v.rport, 40000);
+    assert_int_equal(sip_msg_via_info(msg, 2, &v), 0);
+    assert_string_equal(v.host, "10.2.2.2");
+    assert_string_equal(v.branch, "z9hG4bKua");
+    sip_msg_free(msg);
+    (void)state;
+}
+
 int
 main(void)
 {
@@ -1013,6 +1069,7 @@ main(void)
         cmocka_unit_test(test_sip_parses_fixtures_and_reads_common_fields),
         cmocka_unit_test(test_sip_method_names_round_trip),
         cmocka_unit_test(test_sip_invite_via_route_contact_and_body),
+        cmocka_unit_test(test_sip_via_list_hidden_and_spliced_back),
         cmocka_unit_test(test_sip_register_contacts_params_and_star),
         cmocka_unit_test(test_sip_uri_phone_detection),
         cmocka_unit_test(test_sip_uri_param_edits),
