@@ -12,6 +12,7 @@
 
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/sbuf.h"
 #include "util/mem.h"
 
 struct us_registrar {
@@ -297,45 +298,51 @@ reply_bindings(struct us_registrar *reg, struct px_req *req, const char *aor)
     struct sip_msg *msg = px_req_msg(req);
     struct us_aor *a = us_loc_find(reg->loc, aor);
     int64_t now = clock_wall_s();
-    char *extra = NULL;
-    size_t extralen = 0;
-    FILE *f;
+    struct sbuf b;
     const char *pv;
 
-    f = open_memstream(&extra, &extralen);
-    if (f == NULL) {
-        px_reply(req, 500, NULL);
-        return;
-    }
+    SBUF_INIT(b);
     if (a) {
-        for (struct us_binding *b = a->bindings; b; b = b->next) {
-            long long left = b->expires_at - now;
+        for (struct us_binding *bd = a->bindings; bd; bd = bd->next) {
+            long long left = bd->expires_at - now;
             if (left <= 0)
                 continue;
-            fprintf(f, "Contact: <%s>;expires=%lld", b->contact, left);
-            if (b->instance)
-                fprintf(f, ";+sip.instance=\"%s\"", b->instance);
-            if (b->instance && b->reg_id)
-                fprintf(f, ";reg-id=%d", b->reg_id);
-            if (b->q != 1000)
-                fprintf(f, ";q=%d.%03d", b->q / 1000, b->q % 1000);
-            fputs("\r\n", f);
+            sbuf_puts(&b, "Contact: <");
+            sbuf_puts(&b, bd->contact);
+            sbuf_puts(&b, ">;expires=");
+            sbuf_putll(&b, left);
+            if (bd->instance) {
+                sbuf_puts(&b, ";+sip.instance=\"");
+                sbuf_puts(&b, bd->instance);
+                sbuf_put(&b, "\"", 1);
+                if (bd->reg_id) {
+                    sbuf_puts(&b, ";reg-id=");
+                    sbuf_putll(&b, bd->reg_id);
+                }
+            }
+            if (bd->q != 1000) {
+                char frac[4] = {(char)('0' + bd->q % 1000 / 100), (char)('0' + bd->q % 100 / 10),
+                                (char)('0' + bd->q % 10), '\0'};
+                sbuf_puts(&b, ";q=");
+                sbuf_putll(&b, bd->q / 1000);
+                sbuf_put(&b, ".", 1);
+                sbuf_puts(&b, frac);
+            }
+            sbuf_put(&b, "\r\n", 2);
         }
     }
     /* RFC 3327 §5.3: the Path is echoed when the UA supports it. */
     if (has_option(msg, "supported", "path")) {
         for (int i = 0; (pv = sip_msg_header(msg, "path", i)) != NULL; i++)
-            fprintf(f, "Path: %s\r\n", pv);
-        fputs("Supported: path\r\n", f);
+            sbuf_line(&b, "Path", pv);
+        sbuf_puts(&b, "Supported: path\r\n");
     }
-    fprintf(f, "Date: %s\r\n", date_now());
-    if (fclose(f) != 0 || extra == NULL) {
-        free(extra);
+    sbuf_line(&b, "Date", date_now());
+    if (b.fail)
         px_reply(req, 500, NULL);
-        return;
-    }
-    px_reply_extra(req, 200, NULL, extra);
-    free(extra);
+    else
+        px_reply_extra(req, 200, NULL, b.p);
+    sbuf_free(&b);
 }
 
 static void

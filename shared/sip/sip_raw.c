@@ -1,4 +1,5 @@
 #include "sip/sip_raw.h"
+#include "util/sbuf.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -112,106 +113,9 @@ sip_msg_raw_usable(const struct sip_msg *msg)
 
 /* ------------------------------------------------------------------ output buffer */
 
-/*
- * Built in a stack buffer (stk) and copied once, at its exact size, into the heap by
- * finish(): a message of a few hundred bytes then costs one small malloc, not a 2 KiB
- * realloc grown and shrunk (glibc served those from its slow path). Larger output moves
- * to the heap as it grows. Declare with OBUF_INIT(o).
- */
-struct obuf {
-    char *p;
-    size_t n, cap;
-    bool fail;
-    char stk[2048];
-};
-
-#define OBUF_INIT(o)            \
-    do {                        \
-        (o).p = (o).stk;        \
-        (o).n = 0;              \
-        (o).cap = sizeof (o).stk; \
-        (o).fail = false;       \
-    } while (0)
-
-static void
-obuf_free(struct obuf *o)
-{
-    if (o->p != o->stk)
-        free(o->p);
-    o->p = o->stk;
-}
-
-static void
-put(struct obuf *o, const char *s, size_t n)
-{
-    if (o->fail)
-        return;
-    if (o->n + n + 1 > o->cap) {
-        size_t cap = o->cap * 2;
-        char *np;
-        while (cap < o->n + n + 1)
-            cap *= 2;
-        if (o->p == o->stk) {
-            np = malloc(cap);
-            if (np != NULL)
-                memcpy(np, o->stk, o->n);
-        } else {
-            np = realloc(o->p, cap);
-        }
-        if (np == NULL) {
-            o->fail = true;
-            return;
-        }
-        o->p = np;
-        o->cap = cap;
-    }
-    memcpy(o->p + o->n, s, n);
-    o->n += n;
-    o->p[o->n] = '\0';
-}
-
-static void
-puts_(struct obuf *o, const char *s)
-{
-    put(o, s, strlen(s));
-}
-
-static void
-put_line(struct obuf *o, const char *name, const char *value)
-{
-    puts_(o, name);
-    put(o, ": ", 2);
-    puts_(o, value);
-    put(o, "\r\n", 2);
-}
-
-static int
-finish(struct obuf *o, char **out, size_t *outlen)
-{
-    char *np;
-
-    if (o->fail) {
-        obuf_free(o);
-        return -1;
-    }
-    /* Exact size: a server transaction keeps its answer's bytes for 32 s (Timer J). */
-    if (o->p == o->stk) {
-        if ((np = malloc(o->n + 1)) == NULL)
-            return -1;
-        memcpy(np, o->stk, o->n + 1);
-        o->p = np;
-    } else if (o->cap > o->n + 1 && (np = realloc(o->p, o->n + 1)) != NULL) {
-        o->p = np;
-    }
-    *out = o->p;
-    *outlen = o->n;
-    o->p = o->stk;
-    return 0;
-}
-
 /* Emits "Route: <uri>" lines for a comma-separated list (angle brackets optional). */
 static void
-put_route_set(struct obuf *o, const char *set)
+put_route_set(struct sbuf *o, const char *set)
 {
     const char *p = set;
 
@@ -230,13 +134,13 @@ put_route_set(struct obuf *o, const char *set)
             while (*e && *e != ',')
                 e++;
         }
-        puts_(o, "Route: ");
+        sbuf_puts(o, "Route: ");
         if (*p != '<')
-            put(o, "<", 1);
-        put(o, p, (size_t)(e - p));
+            sbuf_put(o, "<", 1);
+        sbuf_put(o, p, (size_t)(e - p));
         if (*p != '<')
-            put(o, ">", 1);
-        put(o, "\r\n", 2);
+            sbuf_put(o, ">", 1);
+        sbuf_put(o, "\r\n", 2);
         p = e;
     }
 }
@@ -297,41 +201,41 @@ int
 sip_msg_forward_bytes(const struct sip_msg *msg, const struct sip_fwd *f, char **out, size_t *outlen)
 {
     const struct sip_raw *raw = msg->raw;
-    struct obuf o;
+    struct sbuf o;
     char mf[32];
 
     if (!sip_msg_raw_usable(msg) || !msg->request)
         return forward_osip(msg, f, out, outlen);
-    OBUF_INIT(o);
+    SBUF_INIT(o);
     /* Start line */
     if (f->ruri == NULL && !(msg->dirty & SIP_DIRTY_RURI)) {
-        put(&o, raw->buf, raw->start_end);
+        sbuf_put(&o, raw->buf, raw->start_end);
     } else {
         char *u = NULL;
         const char *ruri = f->ruri;
         if (ruri == NULL) {
             if (osip_uri_to_str(msg->osip->req_uri, &u) != 0) {
-                obuf_free(&o);
+                sbuf_free(&o);
                 return -1;
             }
             ruri = u;
         }
-        puts_(&o, msg->osip->sip_method);
-        put(&o, " ", 1);
-        puts_(&o, ruri);
-        put(&o, " SIP/2.0\r\n", 10);
+        sbuf_puts(&o, msg->osip->sip_method);
+        sbuf_put(&o, " ", 1);
+        sbuf_puts(&o, ruri);
+        sbuf_put(&o, " SIP/2.0\r\n", 10);
         osip_free(u);
     }
     /* Our Via, then the received Via list (regenerated if it was edited, e.g. received=) */
-    put_line(&o, "Via", f->via);
+    sbuf_line(&o, "Via", f->via);
     if (f->via_below) {
-        put_line(&o, "Via", f->via_below);
+        sbuf_line(&o, "Via", f->via_below);
     } else if (msg->dirty & SIP_DIRTY_VIA) {
         int n = osip_list_size(&msg->osip->vias);
         for (int i = 0; i < n; i++) {
             char *v = NULL;
             if (osip_via_to_str(osip_list_get(&msg->osip->vias, i), &v) == 0) {
-                put_line(&o, "Via", v);
+                sbuf_line(&o, "Via", v);
                 osip_free(v);
             } else {
                 o.fail = true;
@@ -340,12 +244,12 @@ sip_msg_forward_bytes(const struct sip_msg *msg, const struct sip_fwd *f, char *
     } else {
         for (unsigned i = 0; i < raw->nlines; i++)
             if (raw->lines[i].kind == SIP_RAW_VIA)
-                put(&o, raw->buf + raw->lines[i].start, raw->lines[i].end - raw->lines[i].start);
+                sbuf_put(&o, raw->buf + raw->lines[i].start, raw->lines[i].end - raw->lines[i].start);
     }
     if (f->record_route) {
-        puts_(&o, "Record-Route: <");
-        puts_(&o, f->record_route);
-        put(&o, ">\r\n", 3);
+        sbuf_puts(&o, "Record-Route: <");
+        sbuf_puts(&o, f->record_route);
+        sbuf_put(&o, ">\r\n", 3);
     }
     /* Route: the pushed set first, then the message's own (as pre-processed) */
     if (f->route_set)
@@ -355,7 +259,7 @@ sip_msg_forward_bytes(const struct sip_msg *msg, const struct sip_fwd *f, char *
         for (int i = 0; i < n; i++) {
             char *v = NULL;
             if (osip_route_to_str(osip_list_get(&msg->osip->routes, i), &v) == 0) {
-                put_line(&o, "Route", v);
+                sbuf_line(&o, "Route", v);
                 osip_free(v);
             } else {
                 o.fail = true;
@@ -364,7 +268,7 @@ sip_msg_forward_bytes(const struct sip_msg *msg, const struct sip_fwd *f, char *
     } else {
         for (unsigned i = 0; i < raw->nlines; i++)
             if (raw->lines[i].kind == SIP_RAW_ROUTE)
-                put(&o, raw->buf + raw->lines[i].start, raw->lines[i].end - raw->lines[i].start);
+                sbuf_put(&o, raw->buf + raw->lines[i].start, raw->lines[i].end - raw->lines[i].start);
     }
     {
         /* "Max-Forwards: N" without snprintf (every forwarded request) */
@@ -375,19 +279,19 @@ sip_msg_forward_bytes(const struct sip_msg *msg, const struct sip_fwd *f, char *
             mf[--i] = (char)('0' + v % 10);
             v /= 10;
         } while (v > 0 && i > 0);
-        puts_(&o, "Max-Forwards: ");
-        puts_(&o, mf + i);
-        put(&o, "\r\n", 2);
+        sbuf_puts(&o, "Max-Forwards: ");
+        sbuf_puts(&o, mf + i);
+        sbuf_put(&o, "\r\n", 2);
     }
     /* Everything else as received, then the blank line and the body */
     for (unsigned i = 0; i < raw->nlines; i++)
         if (raw->lines[i].kind != SIP_RAW_VIA && raw->lines[i].kind != SIP_RAW_ROUTE &&
             raw->lines[i].kind != SIP_RAW_MAXFWD)
-            put(&o, raw->buf + raw->lines[i].start, raw->lines[i].end - raw->lines[i].start);
-    put(&o, "\r\n", 2);
+            sbuf_put(&o, raw->buf + raw->lines[i].start, raw->lines[i].end - raw->lines[i].start);
+    sbuf_put(&o, "\r\n", 2);
     if (raw->body < raw->len)
-        put(&o, raw->buf + raw->body, raw->len - raw->body);
-    return finish(&o, out, outlen);
+        sbuf_put(&o, raw->buf + raw->body, raw->len - raw->body);
+    return sbuf_finish(&o, out, outlen);
 }
 
 /* Offset of the first top-level comma in a header value (outside quotes and <>), or 0. */
@@ -421,7 +325,7 @@ int
 sip_msg_response_forward_bytes(struct sip_msg *resp, char **out, size_t *outlen)
 {
     const struct sip_raw *raw = resp->raw;
-    struct obuf o;
+    struct sbuf o;
     bool cut = false;
 
     if (!sip_msg_raw_usable(resp) || (resp->dirty & (SIP_DIRTY_VIA | SIP_DIRTY_ROUTE)) || resp->request) {
@@ -429,8 +333,8 @@ sip_msg_response_forward_bytes(struct sip_msg *resp, char **out, size_t *outlen)
             return -1;
         return sip_msg_serialize(resp, out, outlen);
     }
-    OBUF_INIT(o);
-    put(&o, raw->buf, raw->start_end);
+    SBUF_INIT(o);
+    sbuf_put(&o, raw->buf, raw->start_end);
     for (unsigned i = 0; i < raw->nlines; i++) {
         const struct sip_raw_line *l = &raw->lines[i];
         const char *s = raw->buf + l->start;
@@ -441,7 +345,7 @@ sip_msg_response_forward_bytes(struct sip_msg *resp, char **out, size_t *outlen)
             size_t voff, vlen, c;
             cut = true;
             if (colon == NULL) {
-                obuf_free(&o);
+                sbuf_free(&o);
                 return -1;
             }
             voff = (size_t)(colon + 1 - s);
@@ -456,18 +360,18 @@ sip_msg_response_forward_bytes(struct sip_msg *resp, char **out, size_t *outlen)
                     rest++;
                     rn--;
                 }
-                puts_(&o, "Via: ");
-                put(&o, rest, rn);
-                put(&o, "\r\n", 2);
+                sbuf_puts(&o, "Via: ");
+                sbuf_put(&o, rest, rn);
+                sbuf_put(&o, "\r\n", 2);
             }
             continue;
         }
-        put(&o, s, n);
+        sbuf_put(&o, s, n);
     }
-    put(&o, "\r\n", 2);
+    sbuf_put(&o, "\r\n", 2);
     if (raw->body < raw->len)
-        put(&o, raw->buf + raw->body, raw->len - raw->body);
-    return finish(&o, out, outlen);
+        sbuf_put(&o, raw->buf + raw->body, raw->len - raw->body);
+    return sbuf_finish(&o, out, outlen);
 }
 
 /* ------------------------------------------------------------------ replies */
@@ -504,24 +408,24 @@ sip_reply_bytes(const struct sip_msg *req, int code, const char *reason, const c
                 char **out, size_t *outlen)
 {
     const struct sip_raw *raw = req->raw;
-    struct obuf o;
+    struct sbuf o;
     char line[64];
 
     if (!sip_msg_raw_usable(req) || !req->request)
         return reply_osip(req, code, reason, to_tag, extra, out, outlen);
-    OBUF_INIT(o);
+    SBUF_INIT(o);
     if (reason == NULL)
         reason = osip_message_get_reason(code);
     snprintf(line, sizeof line, "SIP/2.0 %d ", code);
-    puts_(&o, line);
-    puts_(&o, reason ? reason : "Unknown");
-    put(&o, "\r\n", 2);
+    sbuf_puts(&o, line);
+    sbuf_puts(&o, reason ? reason : "Unknown");
+    sbuf_put(&o, "\r\n", 2);
     if (req->dirty & SIP_DIRTY_VIA) {
         int n = osip_list_size(&req->osip->vias);
         for (int i = 0; i < n; i++) {
             char *v = NULL;
             if (osip_via_to_str(osip_list_get(&req->osip->vias, i), &v) == 0) {
-                put_line(&o, "Via", v);
+                sbuf_line(&o, "Via", v);
                 osip_free(v);
             } else {
                 o.fail = true;
@@ -535,29 +439,29 @@ sip_reply_bytes(const struct sip_msg *req, int code, const char *reason, const c
         switch (l->kind) {
         case SIP_RAW_VIA:
             if (!(req->dirty & SIP_DIRTY_VIA))
-                put(&o, s, n);
+                sbuf_put(&o, s, n);
             break;
         case SIP_RAW_TO:
             if (code > 100 && to_tag && sip_msg_to_tag(req) == NULL) {
-                put(&o, s, n - 2);
-                puts_(&o, ";tag=");
-                puts_(&o, to_tag);
-                put(&o, "\r\n", 2);
+                sbuf_put(&o, s, n - 2);
+                sbuf_puts(&o, ";tag=");
+                sbuf_puts(&o, to_tag);
+                sbuf_put(&o, "\r\n", 2);
             } else {
-                put(&o, s, n);
+                sbuf_put(&o, s, n);
             }
             break;
         case SIP_RAW_FROM:
         case SIP_RAW_CALLID:
         case SIP_RAW_CSEQ:
-            put(&o, s, n);
+            sbuf_put(&o, s, n);
             break;
         default:
             break;
         }
     }
     if (extra)
-        puts_(&o, extra);
-    puts_(&o, "Content-Length: 0\r\n\r\n");
-    return finish(&o, out, outlen);
+        sbuf_puts(&o, extra);
+    sbuf_puts(&o, "Content-Length: 0\r\n\r\n");
+    return sbuf_finish(&o, out, outlen);
 }
