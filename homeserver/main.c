@@ -62,6 +62,7 @@ struct hs_settings {
     long long idle_timeout_ms;
     long long max_conns;
     long long shutdown_grace_ms;
+    long long store_commit_interval_ms;
     bool record_route;
     char *etcd;
     char *server_name;
@@ -108,6 +109,10 @@ static const struct cfg_opt hs_rows[] = {
         max_conns),
     ROW("shutdown-grace", CFG_DURATION_MS, "2s", 0, 60000, false, false,
         "on SIGTERM, how long transactions in flight may finish", shutdown_grace_ms),
+    ROW("store-commit-interval", CFG_DURATION_MS, "5ms", 0, 1000, false, false,
+        "least time between two commits of the sqlite store: under load, the writes of that "
+        "interval share one commit (each still answered only once stored); an idle store commits "
+        "at once; 0 = a commit per event-loop turn", store_commit_interval_ms),
     ROW("record-route", CFG_BOOL, "true", 0, 0, false, false,
         "Record-Route dialog-creating requests (keep the home server in the dialog)", record_route),
     ROW("etcd", CFG_STR, NULL, 0, 0, false, false,
@@ -668,6 +673,7 @@ main(int argc, char **argv)
     }
     memset(&so, 0, sizeof so);
     so.data_dir = hs.set.data_dir;
+    so.commit_interval_ms = (unsigned)hs.set.store_commit_interval_ms;
     hs.st = store_open(hs.base, &so, err, sizeof err);
     if (hs.st == NULL) {
         log_err("store: %s", err);

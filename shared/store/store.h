@@ -35,6 +35,9 @@ struct event_base;
 struct store_opts {
     const char *data_dir;         /* directory holding parley.db (created if missing) */
     unsigned flush_ms;            /* 0 (default) = flush at the end of the current loop turn */
+    unsigned commit_interval_ms;  /* least time between two commits: what is queued meanwhile
+                                     waits for the next (group commit under load; an idle store
+                                     still commits at once). 0 = no spacing */
 };
 
 /* Opens (creating if needed) <data_dir>/parley.db, sets WAL, synchronous=NORMAL,

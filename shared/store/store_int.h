@@ -57,6 +57,8 @@ struct store {
     sqlite3 *db;
     char *path;                   /* <data_dir>/parley.db */
     unsigned flush_ms;
+    unsigned commit_interval_ms;
+    uint64_t last_commit_ms;      /* monotonic, end of the last flush; 0 = none yet */
     sqlite3_stmt *stmt[SQL_COUNT];
     struct store_op *queue_head, *queue_tail;
     bool flush_scheduled;

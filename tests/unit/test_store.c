@@ -594,6 +594,40 @@ test_store_flush_ms_delays_the_commit(void **state)
     assert_true(ms >= 45);
 }
 
+/* commit_interval_ms: an idle store commits at once; writes within the interval after a
+ * commit wait for the next one and share it. */
+static void
+test_store_commit_interval_groups_writes(void **state)
+{
+    struct fixture *fx = *state;
+    struct store_binding b = binding("alice@example.com", "sip:alice@192.0.2.1");
+    struct store_opts opts = {.data_dir = fx->dir, .commit_interval_ms = 200};
+    struct done_log dl = {0};
+    struct timespec t0, t1;
+    char err[256];
+    long ms;
+
+    store_close(fx->st);
+    fx->st = store_open(fx->base, &opts, err, sizeof err);
+    assert_non_null(fx->st);
+    assert_int_equal(store_reg_put(fx->st, &b, done_cb, &dl), 0);
+    event_base_loop(fx->base, EVLOOP_NONBLOCK);
+    assert_int_equal(dl.n_ok, 1);                 /* idle: committed at the end of the turn */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    b.contact = "sip:alice@192.0.2.2";
+    assert_int_equal(store_reg_put(fx->st, &b, done_cb, &dl), 0);
+    event_base_loop(fx->base, EVLOOP_NONBLOCK);
+    assert_int_equal(dl.n, 1);                    /* within the interval: waits */
+    b.contact = "sip:alice@192.0.2.3";
+    assert_int_equal(store_reg_put(fx->st, &b, done_cb, &dl), 0);
+    run_loop(fx);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_int_equal(dl.n_ok, 3);
+    assert_int_equal(store_stats(fx->st)->commits, 2);   /* the last two shared one */
+    assert_true(ms >= 150);
+}
+
 static void
 test_store_close_flushes_and_reopen_keeps_data(void **state)
 {
@@ -1026,6 +1060,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_store_callback_may_queue_into_next_batch, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_store_flush_ms_delays_the_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_commit_interval_groups_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_close_flushes_and_reopen_keeps_data, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_store_close_from_done_callback_is_safe, setup,
