@@ -17,6 +17,9 @@
 #   1. N_CALLEES REGISTERs (the callees; sipp register.xml)
 #   2. INSTR_N MESSAGEs through the server to the callees (message.xml)
 #   3. INSTR_N calls INVITE/100/180/200/ACK/BYE/200 (uac_call.xml)
+#   4. with INSTR_AUTH=1, a second start of each server with digest authentication
+#      (the register_auth of run.sh: Parley with an etcd directory of INSTR_N users,
+#      Kamailio WITH_AUTH): INSTR_N REGISTERs, each 401 then 200 (MD5, qop=auth)
 # and divides the summed instructions of each phase's dumps by its operations.
 # Start-up and shutdown are excluded.  Timer work during a phase is included
 # for both servers alike; the table's "net" columns subtract the idle rate over
@@ -50,6 +53,9 @@ BUILD_DIR=${BUILD_DIR:-$ROOT/build-h8-rel}
 PARLEY_BIN=${PARLEY_BIN:-$BUILD_DIR/homeserver/parley-homeserver}
 PARLEY_LOG_LEVEL=${PARLEY_LOG_LEVEL:-err}
 PARLEY_AUTH_ARGS=""
+INSTR_AUTH=${INSTR_AUTH:-0}
+AUTH_PASSWORD=${AUTH_PASSWORD:-parley-bench-secret}
+PARLEYCTL_BIN=${PARLEYCTL_BIN:-$BUILD_DIR/tools/parleyctl/parleyctl}
 KAM_SHM_MB=${KAM_SHM_MB:-256}; KAM_PKG_MB=${KAM_PKG_MB:-16}; KAM_CHILDREN=1
 RESULTS=${RESULTS:-$HERE/results/instr-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$RESULTS/raw" "$RESULTS/run" || exit 2
@@ -182,6 +188,50 @@ measure() {  # measure KIND
       "per MESSAGE ${RES[$kind-message]} (net ${RES[$kind-message-net]}), per call ${RES[$kind-call]} (net ${RES[$kind-call-net]})"
 }
 
+# measure_auth KIND: a fresh server with digest auth under callgrind; INSTR_N
+# authenticated REGISTERs (401, then 200) of users auth0..; the idle rate of the
+# first start is taken for "net"
+measure_auth() {
+  local kind=$1 wrapper life tot
+  SUT_PORT=""; pick_ports
+  life=$(( (INSTR_N / INSTR_RATE) * 8 + 600 ))
+  wrapper=(valgrind --tool=callgrind --dump-instr=no --separate-threads=no
+           --callgrind-out-file="$RESULTS/$kind-auth.cg.%p")
+  [ "$kind" = kamailio ] && wrapper+=(--trace-children=yes)
+  log "$kind with digest auth under callgrind on $TARGET"
+  start_sut "$kind" 1 "$life" "${wrapper[@]}" || die "$kind (auth) did not start under callgrind"
+  sleep 2
+  cg_all --zero
+  T0=$(date +%s.%N)
+  local t=$(( INSTR_N / INSTR_RATE * 4 + 60 ))
+  $GEN_TS sipp "$TARGET" -sf "$HERE/sipp/register_auth.xml" -inf "$AUTH_CSV" -key domain "$DOMAIN" \
+    -key contact_host 127.0.0.1 -key contact_port "$CONTACT_PORT" -key expires 3600 -key password "$AUTH_PASSWORD" \
+    -p "$UAC_PORT" -cp $UAC_CP -mp $UAC_MP $SIPP_COMMON -stf "$RAW/$kind-register_auth-uac.csv" -trace_err \
+    -error_file "$RAW/$kind-register_auth-uac.err" -m "$INSTR_N" -r "$INSTR_RATE" -l $(( INSTR_RATE * 3 + 100 )) \
+    -recv_timeout 10000 -timeout "$t" >"$RAW/$kind-register_auth-uac.out" 2>&1 &
+  UAC_PID=$!
+  wait "$UAC_PID"; UAC_PID=""
+  LOAD_ST=$(BT sipp "$RAW/$kind-register_auth-uac.csv")
+  LOAD_OK=$(echo "$LOAD_ST" | tr ' ' '\n' | sed -n 's/^ok=//p'); LOAD_OK=${LOAD_OK:-0}
+  log "$kind register_auth: $LOAD_ST"
+  [ "$LOAD_OK" = "$INSTR_N" ] || log "WARNING: $kind: $LOAD_OK/$INSTR_N authenticated REGISTERs succeeded"
+  RES[$kind-register_auth-ok]=$LOAD_OK; RES[$kind-register_auth-st]=$LOAD_ST
+  sleep "$PHASE_SETTLE"; cg_all --dump=register_auth; phase_time register_auth
+  stop_sut
+  sleep 1
+  tot=0
+  local f v
+  for f in "$RESULTS/$kind-auth".cg.*; do
+    [ -f "$f" ] || continue
+    grep -q "^desc: Trigger: dump register_auth\$" "$f" || continue
+    v=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p; s/^totals: *\([0-9]*\).*/\1/p' "$f" | head -1)
+    tot=$(( tot + ${v:-0} ))
+  done
+  RES[$kind-register_auth]=$(( tot / INSTR_N ))
+  RES[$kind-register_auth-net]=$("$PY" -c "print(int(($tot - ${RES[$kind-idle]:-0} * ${RES[$kind-register_auth-s]}) / $INSTR_N))")
+  log "$kind: instructions per authenticated REGISTER ${RES[$kind-register_auth]} (net ${RES[$kind-register_auth-net]})"
+}
+
 main() {
   command -v valgrind >/dev/null || die "valgrind is missing (apt-get install valgrind)"
   need_tools
@@ -190,7 +240,19 @@ main() {
   CALLEES_CSV=$RUN/callees.csv
   gen_csv callee "$N_CALLEES" "$CALLEES_CSV"
   local k
-  for k in $SUTS; do measure "$k"; done
+  if [ "$INSTR_AUTH" = 1 ]; then
+    AUTH_CSV=$RUN/auth-users.csv
+    gen_csv auth "$INSTR_N" "$AUTH_CSV"
+    pick_ports
+    start_directory "$INSTR_N" "$AUTH_PASSWORD" || die "no directory for the auth phase"
+    PARLEY_AUTH_ARGS="--etcd $DIR_URL --server-name $PARLEY_SERVER_NAME --auth register --auth-sha256=false"
+    PARLEY_AUTH_USERS=$INSTR_N
+  fi
+  for k in $SUTS; do
+    measure "$k"
+    [ "$INSTR_AUTH" = 1 ] && measure_auth "$k"
+  done
+  stop_directory
   {
     echo "# instructions per operation (callgrind), $(date -Is)"
     echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); $INSTR_N MESSAGEs and $INSTR_N calls at $INSTR_RATE/s," \
@@ -201,7 +263,9 @@ main() {
     echo
     echo "| operation | parley | kamailio | parley/kamailio | parley net | kamailio net | net ratio |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
-    for op in register message call; do
+    local ops="register message call"
+    [ "$INSTR_AUTH" = 1 ] && ops="$ops register_auth"
+    for op in $ops; do
       local p=${RES[parley-$op]:-} q=${RES[kamailio-$op]:-} r="-" pn=${RES[parley-$op-net]:-} qn=${RES[kamailio-$op-net]:-} rn="-"
       [ -n "$p" ] && [ -n "$q" ] && [ "$q" != 0 ] && r=$("$PY" -c "print(f'{$p/$q:.2f}')")
       [ -n "$pn" ] && [ -n "$qn" ] && [ "$qn" -gt 0 ] && rn=$("$PY" -c "print(f'{$pn/$qn:.2f}')")
@@ -212,6 +276,7 @@ main() {
     for k in $SUTS; do
       echo "$k message: ${RES[$k-message-st]:--}"
       echo "$k call: ${RES[$k-call-st]:--}"
+      [ "$INSTR_AUTH" = 1 ] && echo "$k register_auth: ${RES[$k-register_auth-st]:--}"
     done
   } >"$RESULTS/table.md"
   rm -f "$PROBE_BIN" "$CALLEES_CSV"
