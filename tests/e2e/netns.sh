@@ -168,12 +168,10 @@ c=$(binding_field "$POOL_HOME1_ADMIN" "alice@$D" contact)
 case $c in *"$GW:$ALICE_UAS"*) ;; *) fail "alice's binding '$c' does not name her address $GW:$ALICE_UAS";; esac
 pass "inside alice ($GW): fe1 challenged, 302 Contact <sip:$H1_ADDR:$((B + 11));transport=tls;maddr=$H1_ADDR>; 401 + 200 at home1, binding $c"
 
-# b) outside bob from his namespace, TLS to the edge. tls_flow.py binds its flow to
-# 127.0.0.1; here the flow must leave from bob's address: a copy with that one change.
-sed "s/sock.bind((\"127.0.0.1\", a.bind_port))/sock.bind((\"$BOB_ADDR\", a.bind_port))/" "$HERE/tls_flow.py" >"$TEST_TMP/tls_flow.py"
-grep -q "sock.bind((\"$BOB_ADDR\", a.bind_port))" "$TEST_TMP/tls_flow.py" || fail "could not rebind tls_flow.py to $BOB_ADDR"
+# b) outside bob from his namespace, TLS to the edge; his flow leaves from his own address
+# (tls_flow.py --bind-host)
 BOB_FLOW=$(free_port); BOB_LISTEN=$(free_port)
-bg bob-flow ip netns exec "$OUT" python3 "$TEST_TMP/tls_flow.py" --upstream "$POOL_EDGE_TLS" --ca "$POOL_CA" \
+bg bob-flow ip netns exec "$OUT" python3 "$HERE/tls_flow.py" --bind-host "$BOB_ADDR" --upstream "$POOL_EDGE_TLS" --ca "$POOL_CA" \
   --bind-port "$BOB_FLOW" --listen "$BOB_LISTEN" --uas 0
 wait_for 5 grep -q ready "$TEST_TMP/bob-flow.log" || { cat "$TEST_TMP/bob-flow.log" >&2; fail "bob's TLS flow to the edge $POOL_EDGE_TLS"; }
 sipp_run_ns "$OUT" reg-bob 15 "127.0.0.1:$BOB_LISTEN" -t t1 -auth_uri "$D" -sf "$SCEN/register_tls.xml" -inf "$(csv rb bob)" \
