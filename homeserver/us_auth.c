@@ -10,6 +10,7 @@
 #include "auth/auth_nonce.h"
 #include "auth/auth_parse.h"
 #include "util/clock.h"
+#include "util/hash.h"
 #include "util/log.h"
 #include "util/metrics.h"
 
@@ -141,18 +142,6 @@ us_auth_stats_get(const struct us_auth *ua, struct us_auth_stats *out)
 
 /* ------------------------------------------------------------------ helpers */
 
-static uint64_t
-fnv1a(uint64_t h, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 'A' && c <= 'Z')
-            c = (unsigned char)(c + 32);
-        h = (h ^ c) * 1099511628211ULL;
-    }
-    return h;
-}
-
 static struct fail_slot *
 fail_slot(struct us_auth *ua, const char *aor, const struct tp_addr *src, uint64_t *key)
 {
@@ -166,8 +155,9 @@ fail_slot(struct us_auth *ua, const char *aor, const struct tp_addr *src, uint64
         if (colon && strchr(ip, ':') == colon)
             *colon = '\0';
     }
-    h = fnv1a(fnv1a(1469598103934665603ULL, aor), "|");
-    h = fnv1a(h, ip);
+    h = hash_fnv1a64_str_lower(HASH_FNV64_SEED, aor);
+    h = hash_fnv1a64_step(h, '|');
+    h = hash_fnv1a64_str_lower(h, ip);
     if (h == 0)
         h = 1;
     *key = h;

@@ -9,6 +9,7 @@
 
 #include "util/cfg.h"
 #include "util/clock.h"
+#include "util/hash.h"
 #include "util/log.h"
 #include "util/metrics.h"
 
@@ -77,11 +78,8 @@ struct us_flood {
 static uint64_t
 key_hash(const uint8_t *a, uint8_t family)
 {
-    uint64_t h = 1469598103934665603ULL ^ family;
-    size_t n = family == 4 ? 4 : 16;
+    uint64_t h = hash_fnv1a64(HASH_FNV64_SEED ^ family, a, family == 4 ? 4 : 16);
 
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ a[i]) * 1099511628211ULL;
     return h ^ (h >> 29);
 }
 

@@ -10,6 +10,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include "util/hash.h"
 #include "util/log.h"
 
 #define NBUCKETS 1024
@@ -64,11 +65,7 @@ set_err(char *err, size_t errlen, const char *fmt, ...)
 static uint32_t
 hash(const char *s)
 {
-    uint32_t h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % NBUCKETS;
+    return hash_fnv1a32_str(HASH_FNV32_BASIS, s) % NBUCKETS;
 }
 
 static void

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/hash.h"
 #include "util/slab.h"
 
 struct us_location {
@@ -15,11 +16,7 @@ struct us_location {
 static uint32_t
 hash_str(const char *s)
 {
-    uint32_t h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
+    return hash_fnv1a32_str(HASH_FNV32_BASIS, s);
 }
 
 struct us_location *

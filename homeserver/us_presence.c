@@ -10,6 +10,7 @@
 
 #include "us_pidf.h"
 #include "util/clock.h"
+#include "util/hash.h"
 #include "util/log.h"
 
 #define NBUCKETS 1024
@@ -49,11 +50,7 @@ struct us_presence {
 static uint32_t
 hash(const char *s)
 {
-    uint32_t h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % NBUCKETS;
+    return hash_fnv1a32_str(HASH_FNV32_BASIS, s) % NBUCKETS;
 }
 
 static struct presentity *

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "util/clock.h"
+#include "util/hash.h"
 #include "util/log.h"
 #include "util/sbuf.h"
 #include "util/mem.h"
@@ -204,16 +205,15 @@ static void
 make_epid(const struct sip_msg *msg, const struct reg_contact *c, char *out, size_t outlen)
 {
     osip_generic_param_t *p = NULL;
-    uint64_t h = 1469598103934665603ULL;
     const char *key = c->instance ? c->instance : c->uri;
+    uint64_t h;
 
     if (msg->osip->from && osip_generic_param_get_byname(&msg->osip->from->gen_params, "epid", &p) == 0 && p &&
         p->gvalue && strlen(p->gvalue) < outlen) {
         snprintf(out, outlen, "%s", p->gvalue);
         return;
     }
-    for (const char *s = key; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    h = hash_fnv1a64_str(HASH_FNV64_SEED, key);
     snprintf(out, outlen, "%08llx", (unsigned long long)(h & 0xffffffffULL));
 }
 

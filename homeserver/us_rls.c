@@ -9,6 +9,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include "util/hash.h"
 #include "util/log.h"
 
 #define NBUCKETS 1024
@@ -61,11 +62,7 @@ struct us_rls {
 static uint32_t
 hash(const char *s)
 {
-    uint32_t h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char)(*s >= 'A' && *s <= 'Z' ? *s + 32 : *s)) * 16777619u;
-    return h;
+    return hash_fnv1a32_str_lower(HASH_FNV32_BASIS, s);
 }
 
 /* ------------------------------------------------------------------ list URIs */

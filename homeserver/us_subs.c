@@ -9,6 +9,7 @@
 #include <event2/event.h>
 
 #include "util/clock.h"
+#include "util/hash.h"
 #include "util/log.h"
 
 #define NBUCKETS 4096
@@ -55,11 +56,7 @@ struct us_subs {
 static uint32_t
 hash(const char *s)
 {
-    uint32_t h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char)(*s >= 'A' && *s <= 'Z' ? *s + 32 : *s)) * 16777619u;
-    return h % NBUCKETS;
+    return hash_fnv1a32_str_lower(HASH_FNV32_BASIS, s) % NBUCKETS;
 }
 
 static const struct us_pkg *

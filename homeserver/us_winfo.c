@@ -10,6 +10,7 @@
 #include <libxml/tree.h>
 
 #include "util/clock.h"
+#include "util/hash.h"
 #include "util/log.h"
 
 #define NBUCKETS 1024
@@ -45,11 +46,7 @@ struct us_winfo {
 static uint32_t
 hash(const char *s)
 {
-    uint32_t h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char)(*s >= 'A' && *s <= 'Z' ? *s + 32 : *s)) * 16777619u;
-    return h;
+    return hash_fnv1a32_str_lower(HASH_FNV32_BASIS, s);
 }
 
 static struct owner *
@@ -144,8 +141,8 @@ walk_cb(const struct us_sub *s, void *arg)
     bool blocked = k->w->lists && us_lists_blocks(k->w->lists, k->owner, s->watcher);
     xmlNode *n;
 
-    k->fp = (k->fp ^ hash(s->id)) * 16777619u;
-    k->fp = (k->fp ^ (blocked ? 0x5bu : 0xa4u)) * 16777619u;
+    k->fp = hash_fnv1a32_step(k->fp, hash(s->id));
+    k->fp = hash_fnv1a32_step(k->fp, blocked ? 0x5bu : 0xa4u);
     if (k->list == NULL)
         return;
     /* RFC 3858 §4.4: a blocked watcher's authorization is rejected (it sees the owner
@@ -161,7 +158,7 @@ walk_cb(const struct us_sub *s, void *arg)
 static uint32_t
 blocked_fingerprint(struct us_winfo *w, const char *owner)
 {
-    struct walk k = {.w = w, .owner = owner, .fp = 2166136261u};
+    struct walk k = {.w = w, .owner = owner, .fp = HASH_FNV32_BASIS};
 
     us_subs_foreach(w->subs, PRESENCE, owner, walk_cb, &k);
     return k.fp;
@@ -173,7 +170,7 @@ us_winfo_document(struct us_winfo *w, const char *owner, unsigned version, size_
     xmlDoc *doc = xmlNewDoc((const xmlChar *)"1.0");
     xmlNode *root;
     struct owner *o = find_owner(w, owner, false);
-    struct walk k = {.w = w, .owner = owner, .now = clock_wall_s(), .fp = 2166136261u};
+    struct walk k = {.w = w, .owner = owner, .now = clock_wall_s(), .fp = HASH_FNV32_BASIS};
     char res_uri[600], ver[16];
     xmlChar *mem = NULL;
     int size = 0;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/hash.h"
 #include "util/log.h"
 
 /* ---- hash table --------------------------------------------------------------------- */
@@ -28,13 +29,7 @@ struct dir_map {
 static uint64_t
 hash_str(const char *s)
 {
-    uint64_t h = 14695981039346656037ull;
-
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
+    return hash_fnv1a64_str(HASH_FNV64_BASIS, s);
 }
 
 struct dir_map *

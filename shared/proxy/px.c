@@ -13,6 +13,7 @@
 
 #include "proxy/px_trust.h"
 #include "sip/sip_raw.h"
+#include "util/hash.h"
 #include "util/log.h"
 
 struct px {
@@ -413,7 +414,7 @@ relay_code(struct px_req *r, int code, const char *reason)
 static void
 loop_hash(const struct sip_msg *msg, char out[17])
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = HASH_FNV64_SEED;
     char cid[256];
     char *ruri = sip_uri_str(sip_msg_ruri(msg));
     const char *parts[6];
@@ -424,18 +425,13 @@ loop_hash(const struct sip_msg *msg, char out[17])
     parts[3] = sip_msg_call_id(msg, cid, sizeof cid);
     parts[4] = sip_msg_header(msg, "proxy-require", 0) ? sip_msg_header(msg, "proxy-require", 0) : "";
     parts[5] = "";
-    for (int i = 0; i < 6; i++) {
-        for (const char *s = parts[i]; *s; s++)
-            h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-        h = (h ^ '|') * 1099511628211ULL;
-    }
+    for (int i = 0; i < 6; i++)
+        h = hash_fnv1a64_step(hash_fnv1a64_str(h, parts[i]), '|');
     /* §16.6 step 8: the Route set too, so that a spiral (the same in-dialog request through
      * us twice, e.g. front-end -> home server -> front-end -> edge) is not taken for a loop */
     for (int i = 0, n = sip_msg_route_count(msg); i < n; i++) {
         char *r = sip_uri_str(sip_msg_route_uri(msg, i));
-        for (const char *s = r ? r : ""; *s; s++)
-            h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-        h = (h ^ ',') * 1099511628211ULL;
+        h = hash_fnv1a64_step(hash_fnv1a64_str(h, r ? r : ""), ',');
         free(r);
     }
     h ^= msg->cseq;
@@ -1311,9 +1307,7 @@ on_ack(struct sip_msg *ack, const struct tp_rx *rx, void *arg)
         goto drop;
     /* §16.11: a stateless branch is a function of the incoming one. */
     {
-        uint64_t h = 1469598103934665603ULL;
-        for (const char *s = ack->branch ? ack->branch : ""; *s; s++)
-            h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        uint64_t h = hash_fnv1a64_str(HASH_FNV64_SEED, ack->branch ? ack->branch : "");
         snprintf(via, sizeof via, "SIP/2.0/%s %s:%u;branch=z9hG4bKsl%016llx", tp_proto_name(hop.proto),
                  host, port, (unsigned long long)h);
     }

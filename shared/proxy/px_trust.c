@@ -13,6 +13,7 @@
 #include "directory/dir.h"
 #include "sip/sip_raw.h"
 #include "util/admin_http.h"
+#include "util/hash.h"
 #include "util/log.h"
 #include "util/metrics.h"
 
@@ -304,7 +305,7 @@ struct px_throttle {
 static size_t
 addr_hash(const struct tp_addr *a)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h;
     const unsigned char *p;
     size_t n;
 
@@ -315,9 +316,8 @@ addr_hash(const struct tp_addr *a)
         p = (const unsigned char *)&((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
         n = 16;
     }
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ULL;
-    h = (h ^ tp_addr_port(a)) * 1099511628211ULL;
+    h = hash_fnv1a64(HASH_FNV64_SEED, p, n);
+    h = hash_fnv1a64_step(h, tp_addr_port(a));
     return (size_t)(h % TH_BUCKETS);
 }
 

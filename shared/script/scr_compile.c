@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "script/scr_int.h"
+#include "util/hash.h"
 
 #define STACK_LIMIT 512           /* value stack slots a run may need (scr_vm.c) */
 
@@ -41,13 +42,7 @@ scr_cc_error(struct scr_cc *cc, int line, int col, const char *fmt, ...)
 static uint32_t
 hash_bytes(const void *data, size_t len)
 {
-    const unsigned char *b = data;
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= b[i];
-        h *= 16777619u;
-    }
-    return h;
+    return hash_fnv1a32(HASH_FNV32_BASIS, data, len);
 }
 
 /* ---- symbol tables (open addressing, keys compared by the caller) ------ */

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "sip/sip_raw.h"
+#include "util/hash.h"
 #include "util/log.h"
 
 /* ------------------------------------------------------------------ init */
@@ -1576,9 +1577,7 @@ sip_reply_raw(const char *buf, size_t len, int code, const char *reason, size_t 
             n += l;
             if (is_to && memmem(line, l, ";tag=", 5) == NULL) {
                 /* RFC 3261 §8.2.6.2: add a To tag; derived from the bytes so it is stable. */
-                uint64_t h = 1469598103934665603ULL;
-                for (size_t k = 0; k < len; k++)
-                    h = (h ^ (unsigned char)buf[k]) * 1099511628211ULL;
+                uint64_t h = hash_fnv1a64(HASH_FNV64_SEED, buf, len);
                 n += (size_t)snprintf(out + n, cap - n, ";tag=%016llx", (unsigned long long)h);
             }
             out[n++] = '\r';
@@ -1604,7 +1603,7 @@ sip_reply_raw(const char *buf, size_t len, int code, const char *reason, size_t 
 void
 sip_make_tag(const struct sip_msg *req, char *out, size_t outlen)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = HASH_FNV64_SEED;
     const char *parts[3];
     char cid[256];
 
@@ -1612,8 +1611,7 @@ sip_make_tag(const struct sip_msg *req, char *out, size_t outlen)
     parts[1] = sip_msg_call_id(req, cid, sizeof cid);
     parts[2] = sip_msg_from_tag(req) ? sip_msg_from_tag(req) : "";
     for (int p = 0; p < 3; p++)
-        for (const char *s = parts[p]; *s; s++)
-            h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        h = hash_fnv1a64_str(h, parts[p]);
     h ^= (uint64_t)req->cseq;
     snprintf(out, outlen, "%016llx", (unsigned long long)h);
 }

@@ -11,6 +11,7 @@
 #include <event2/event_struct.h>
 
 #include "sip/sip_raw.h"
+#include "util/hash.h"
 #include "util/log.h"
 
 struct tx {
@@ -70,11 +71,7 @@ tx_opts_default(struct tx_opts *opts)
 static uint32_t
 hash_str(const char *s)
 {
-    uint32_t h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
+    return hash_fnv1a32_str(HASH_FNV32_BASIS, s);
 }
 
 static int

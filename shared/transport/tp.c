@@ -8,6 +8,7 @@
 #include "transport/tp_int.h"
 
 #include "util/clock.h"
+#include "util/hash.h"
 #include "util/log.h"
 
 #include <arpa/inet.h>
@@ -251,7 +252,7 @@ hash_id(uint64_t id)
 static size_t
 hash_peer(enum tp_proto proto, const struct tp_addr *a)
 {
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)proto;
+    uint64_t h = HASH_FNV64_SEED ^ (uint64_t)proto;
     const unsigned char *p = NULL;
     size_t n = 0;
 
@@ -264,9 +265,8 @@ hash_peer(enum tp_proto proto, const struct tp_addr *a)
         p = (const unsigned char *)&s->sin6_addr;
         n = sizeof s->sin6_addr;
     }
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
-    h = (h ^ tp_addr_port(a)) * 1099511628211ull;
+    h = hash_fnv1a64(h, p, n);
+    h = hash_fnv1a64_step(h, tp_addr_port(a));
     return (size_t)(h ^ (h >> 29));
 }
 
