@@ -28,6 +28,7 @@
 #include "util/admin_http.h"
 #include "util/cfg.h"
 #include "util/log.h"
+#include "util/mem.h"
 #include "util/metrics.h"
 #include "util/workers.h"
 
@@ -116,6 +117,7 @@ static const struct cfg_opt fe_rows[] = {
 };
 
 struct fe {
+    struct mem_housekeeper *housekeeper;   /* heap trimmed every 5 s */
     struct event_base *base;
     struct fe_settings set;
     struct cfg *cfg;
@@ -455,6 +457,9 @@ run_worker(unsigned idx, void *arg)
     event_add(fe->sig_term, NULL);
     event_add(fe->sig_int, NULL);
     event_add(fe->sig_hup, NULL);
+    /* what a burst of transactions left free in the heap goes back to the system
+     * (glibc keeps it resident otherwise): trimmed when over 4 MiB and a quarter */
+    fe->housekeeper = mem_housekeeper_new(fe->base, 5000, 4u << 20);
     if (fe->nworkers > 1)
         log_info("parley-frontend %s (%s) worker %u/%u (pid %ld) directing domain %s", PARLEY_VERSION,
                  fe->set.server_name, idx, fe->nworkers, (long)getpid(), fe->set.domain);
@@ -487,6 +492,7 @@ out:
     px_free(fe->px);
     dir_free(fe->dir);
     metrics_free(fe->metrics);
+    mem_housekeeper_free(fe->housekeeper);
     if (fe->base)
         event_base_free(fe->base);
     if (fe->nworkers > 1)

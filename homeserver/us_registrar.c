@@ -14,7 +14,6 @@
 #include "util/hash.h"
 #include "util/log.h"
 #include "util/sbuf.h"
-#include "util/mem.h"
 
 struct us_registrar {
     struct event_base *base;
@@ -73,10 +72,6 @@ purge_cb(evutil_socket_t fd, short what, void *arg)
         log_debug("purged %zu expired bindings", n);
         store_reg_purge_expired(reg->st, now, NULL, NULL);
     }
-    /* Give back to the system what a burst of transactions left free in the heap
-     * (glibc keeps it resident otherwise): checked every tick, trimmed when more than
-     * 4 MiB and a quarter of the heap are free. */
-    mem_trim(4u << 20);
 }
 
 struct us_registrar *

@@ -1,6 +1,8 @@
 #include "util/mem.h"
 #include <stdlib.h>
 
+#include <event2/event.h>
+
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -34,4 +36,45 @@ mem_trim(size_t min_free)
 #else
     return false;
 #endif
+}
+
+struct mem_housekeeper {
+    struct event *ev;
+    size_t min_free;
+};
+
+static void
+housekeeping_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct mem_housekeeper *h = arg;
+
+    (void)fd;
+    (void)what;
+    mem_trim(h->min_free);
+}
+
+struct mem_housekeeper *
+mem_housekeeper_new(struct event_base *base, unsigned interval_ms, size_t min_free)
+{
+    struct mem_housekeeper *h = calloc(1, sizeof *h);
+    struct timeval tv = {interval_ms / 1000, (interval_ms % 1000) * 1000};
+
+    if (h == NULL)
+        return NULL;
+    h->min_free = min_free;
+    if ((h->ev = event_new(base, -1, EV_PERSIST, housekeeping_cb, h)) == NULL || event_add(h->ev, &tv) != 0) {
+        mem_housekeeper_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void
+mem_housekeeper_free(struct mem_housekeeper *h)
+{
+    if (h == NULL)
+        return;
+    if (h->ev)
+        event_free(h->ev);
+    free(h);
 }

@@ -30,4 +30,14 @@ bool mem_heap_get(struct mem_heap *h);
  */
 bool mem_trim(size_t min_free);
 
+/*
+ * The process's housekeeping timer: every <interval_ms>, mem_trim(<min_free>). One per
+ * process, started by its main (home server, front-end and each worker, edge). NULL on
+ * allocation failure (then nothing is trimmed; the server still runs).
+ */
+struct event_base;
+struct mem_housekeeper;
+struct mem_housekeeper *mem_housekeeper_new(struct event_base *base, unsigned interval_ms, size_t min_free);
+void mem_housekeeper_free(struct mem_housekeeper *h);
+
 #endif
