@@ -25,35 +25,10 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "presence"))
-from sipua import UA, pidf  # noqa: E402
+from sipua import UA, pidf, check, free_port  # noqa: E402
 
 DOMAIN = "example.com"
 CHAIN = os.path.join(HERE, "..", "..", "..", "homeserver", "apps", "chain.conf")
-
-
-def free_port(kind=None):
-    """A port free for both UDP and TCP on 127.0.0.1. The TCP bind (without SO_REUSEADDR)
-    also fails on a port held in TIME-WAIT by an earlier test's client connection, which
-    the server's own listener could not take either."""
-    for _ in range(200):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            u.bind(("127.0.0.1", 0))
-            p = u.getsockname()[1]
-            t.bind(("127.0.0.1", p))
-            return p
-        except OSError:
-            continue
-        finally:
-            u.close()
-            t.close()
-    raise AssertionError("no free port")
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 class Server:

@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,32 +35,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration", "presence"))
-from sipua import UA  # noqa: E402
+from sipua import UA, free_port  # noqa: E402
 
 DOMAIN = "example.com"
 TOKEN = "t0ken-for-tests"
 ETCD_SH = os.path.join(ROOT, "tests", "lib", "etcd.sh")
 LISTS_NS = "urn:parley:params:xml:ns:contacts"
-
-
-def free_port(kind=None):
-    """A port free for both UDP and TCP on 127.0.0.1. The TCP bind (without SO_REUSEADDR)
-    also fails on a port held in TIME-WAIT by an earlier test's client connection, which
-    the server's own listener could not take either."""
-    for _ in range(200):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            u.bind(("127.0.0.1", 0))
-            p = u.getsockname()[1]
-            t.bind(("127.0.0.1", p))
-            return p
-        except OSError:
-            continue
-        finally:
-            u.close()
-            t.close()
-    raise AssertionError("no free port")
 
 
 def check(cond, what):

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,33 +18,13 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import xml.etree.ElementTree as ET  # noqa: E402
 
-from sipua import UA, multipart, pidf  # noqa: E402
+from sipua import UA, multipart, pidf, check, free_port  # noqa: E402
 
 DOMAIN = "example.com"
 LISTS_NS = "urn:parley:params:xml:ns:contacts"
 WINFO_NS = "{urn:ietf:params:xml:ns:watcherinfo}"
 RLMI_NS = "{urn:ietf:params:xml:ns:rlmi}"
 PIDF_NS = "{urn:ietf:params:xml:ns:pidf}"
-
-
-def free_port(kind=None):
-    """A port free for both UDP and TCP on 127.0.0.1. The TCP bind (without SO_REUSEADDR)
-    also fails on a port held in TIME-WAIT by an earlier test's client connection, which
-    the server's own listener could not take either."""
-    for _ in range(200):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            u.bind(("127.0.0.1", 0))
-            p = u.getsockname()[1]
-            t.bind(("127.0.0.1", p))
-            return p
-        except OSError:
-            continue
-        finally:
-            u.close()
-            t.close()
-    raise AssertionError("no free port")
 
 
 class Server:
@@ -106,11 +85,6 @@ def basics(n):
 def activity(n):
     m = re.search(r"<rpid:activities>\s*<rpid:(\w+)", n.body)
     return m.group(1) if m else None
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def list_doc(ops, version):

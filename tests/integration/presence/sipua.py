@@ -10,6 +10,31 @@ import socket
 import time
 
 
+def free_port(kind=None):
+    """A port free for both UDP and TCP on 127.0.0.1. The TCP bind (without SO_REUSEADDR)
+    also fails on a port held in TIME-WAIT by an earlier test's client connection, which
+    the server's own listener could not take either."""
+    for _ in range(200):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            u.bind(("127.0.0.1", 0))
+            p = u.getsockname()[1]
+            t.bind(("127.0.0.1", p))
+            return p
+        except OSError:
+            continue
+        finally:
+            u.close()
+            t.close()
+    raise AssertionError("no free port")
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
 def rnd(n=10):
     return "".join(random.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(n))
 
