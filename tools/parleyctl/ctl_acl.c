@@ -45,18 +45,15 @@ norm_entry(const char *in, char *out, size_t len)
 static void
 print_acl(const char *user, const json_t *j)
 {
+    static const struct ctl_col cols[] = {
+        {"ACTION", 6, "action", NULL}, {"TYPE", 7, "type", NULL}, {"ENTRY", 0, "entry", NULL}};
     const json_t *entries = json_object_get(j, "entries");
-    size_t i;
-    json_t *e;
 
     printf("%s: version %lld, %zu entr%s\n", user, (long long)json_integer_value(json_object_get(j, "version")),
            json_array_size(entries), json_array_size(entries) == 1 ? "y" : "ies");
     if (json_array_size(entries) == 0)
         return;
-    printf("%-6s %-7s %s\n", "ACTION", "TYPE", "ENTRY");
-    json_array_foreach(entries, i, e)
-        printf("%-6s %-7s %s\n", json_string_value(json_object_get(e, "action")),
-               json_string_value(json_object_get(e, "type")), json_string_value(json_object_get(e, "entry")));
+    ctl_print_table(entries, cols, 3);
 }
 
 int

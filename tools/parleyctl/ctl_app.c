@@ -14,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
-
 #include "ctl.h"
 
 #define PARSE_OPTS(...)                                                                      \
@@ -162,85 +160,49 @@ out:
 
 /* ---- the home servers' admin endpoints ---------------------------------------------- */
 
-struct body {
-    char *p;
-    size_t n;
-};
-
-static size_t
-on_body(char *d, size_t sz, size_t nm, void *arg)
-{
-    struct body *b = arg;
-    size_t n = sz * nm;
-    char *np;
-
-    if (b->n + n > ADMIN_BODY_MAX || (np = realloc(b->p, b->n + n + 1)) == NULL)
-        return 0;
-    b->p = np;
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-    return n;
-}
-
 /* GET or POST <admin><path>; the JSON answer in *out (NULL + message in <err> on failure). */
 static void
 admin_call(const char *admin, const char *path, bool post, const char *token, json_t **out, char *err,
            size_t errlen)
 {
-    CURL *c = curl_easy_init();
-    struct curl_slist *hdrs = NULL;
-    struct body b = {0};
-    char url[1024], auth[600];
-    long status = 0;
-    CURLcode cr;
+    struct ctl_http_answer ans;
+    char *url = ctl_admin_url(admin, path, NULL, NULL);
+    char why[160];   /* libcurl's words: short */
 
     *out = NULL;
     err[0] = '\0';
-    if (c == NULL) {
-        snprintf(err, errlen, "curl_easy_init failed");
+    if (url == NULL) {
+        snprintf(err, errlen, "out of memory");
         return;
     }
-    snprintf(url, sizeof url, "%s%s%s", admin, admin[0] && admin[strlen(admin) - 1] == '/' ? "" : "/", path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (post) {
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    switch (ctl_http(url, post ? "" : NULL, NULL, token, ADMIN_BODY_MAX, &ans, why, sizeof why)) {
+    case CTL_HTTP_OK:
+        break;
+    case CTL_HTTP_UNREACHABLE:
+        snprintf(err, errlen, "cannot reach %.300s: %s", url, why);
+        free(url);
+        return;
+    default:
+        snprintf(err, errlen, "%s", why);
+        free(url);
+        return;
     }
-    if (token && token[0]) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %.500s", token);
-        hdrs = curl_slist_append(NULL, auth);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    }
-    cr = curl_easy_perform(c);
-    if (cr != CURLE_OK) {
-        snprintf(err, errlen, "cannot reach %.300s: %s", url, curl_easy_strerror(cr));
-        goto out;
-    }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    *out = json_loadb(b.p ? b.p : "", b.n, 0, NULL);
-    if (status != 200) {
-        const char *why = json_string_value(json_object_get(*out, "error"));
-        snprintf(err, errlen, "%.300s answered HTTP %ld%s%.150s", url, status, why || b.n ? ": " : "",
-                 why ? why : b.n ? b.p : "");
+    if (ans.status != 200) {
+        const char *msg = json_string_value(json_object_get(ans.json, "error"));
+
+        snprintf(err, errlen, "%.300s answered HTTP %ld%s%.150s", url, ans.status, msg || ans.len ? ": " : "",
+                 msg ? msg : ans.len ? ans.body : "");
         for (char *p = err; *p; p++)
             if (*p == '\n' || *p == '\r')
                 *p = ' ';
-        json_decref(*out);
-        *out = NULL;
-    } else if (*out == NULL) {
+    } else if (ans.json == NULL) {
         snprintf(err, errlen, "%.300s did not answer JSON", url);
+    } else {
+        *out = ans.json;
+        ans.json = NULL;
     }
-out:
-    curl_slist_free_all(hdrs);
-    free(b.p);
-    curl_easy_cleanup(c);
+    ctl_http_answer_free(&ans);
+    free(url);
 }
 
 struct servers {

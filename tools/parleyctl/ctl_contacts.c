@@ -1,7 +1,7 @@
 /*
  * parleyctl contacts: a user's contact list and groups, edited through the admin
  * endpoint of the user's home server (GET/POST <admin>/api/contacts?user=USER,
- * homeserver/us_admin.h), and the HTTP call that `acl` shares (ctl_admin_call).
+ * homeserver/us_admin.h; ctl_admin_call, ctl_admin.c).
  * A change goes the same way as a SIP SERVICE: new version, NOTIFY to the list's
  * subscribers.
  */
@@ -11,11 +11,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
-
 #include "ctl.h"
 
-#define ADMIN_BODY_MAX (16u * 1024 * 1024)
 #define MAX_GROUPS_ARG 100     /* --group at most this many times (a list has at most 100) */
 
 static const char s_contacts[] =
@@ -27,174 +24,6 @@ static const char s_contacts[] =
     "       parleyctl contacts USER@DOMAIN group-remove G\n"
     "  (CONTACT = user@domain; a group is named by its name or id;\n"
     "   --admin-token T or PARLEY_ADMIN_TOKEN for an endpoint with a token)";
-
-/* ------------------------------------------------------------------ admin HTTP */
-
-struct body {
-    char *p;
-    size_t n;
-};
-
-static size_t
-on_body(char *d, size_t sz, size_t nm, void *arg)
-{
-    struct body *b = arg;
-    size_t n = sz * nm;
-    char *np;
-
-    if (b->n + n > ADMIN_BODY_MAX)
-        return 0;
-    np = realloc(b->p, b->n + n + 1);
-    if (np == NULL)
-        return 0;
-    b->p = np;
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-    return n;
-}
-
-/* <field> of the JSON record at <key>: CTL_OK with a malloc'ed *out. */
-static int
-record_field(struct ctl *ctl, const char *key, const char *field, const char *what, char **out)
-{
-    char *val = NULL;
-    json_t *rec;
-    const char *s;
-    int r = ctl_etcd_get(&ctl->etcd, key, &val, NULL);
-
-    *out = NULL;
-    if (r < 0)
-        return ctl_fail(CTL_RUNTIME, "%s", ctl->etcd.err);
-    if (r == 1)
-        return ctl_fail(CTL_RUNTIME, "no such %s", what);
-    rec = json_loads(val, 0, NULL);
-    free(val);
-    s = json_string_value(json_object_get(rec, field));
-    if (s == NULL || *s == '\0') {
-        json_decref(rec);
-        return ctl_fail(CTL_RUNTIME, "%s has no \"%s\"", what, field);
-    }
-    *out = strdup(s);
-    json_decref(rec);
-    return *out ? CTL_OK : ctl_fail(CTL_RUNTIME, "out of memory");
-}
-
-int
-ctl_admin_call(struct ctl *ctl, const char *user, const char *token, const char *method,
-               const char *path, const json_t *body, json_t **out)
-{
-    char key[300], what[512];
-    char *home = NULL, *admin = NULL, *q = NULL, *url = NULL, *text = NULL, *auth = NULL;
-    struct body b = {0};
-    struct curl_slist *hdrs = NULL;
-    CURL *c = NULL;
-    CURLcode cr;
-    long status = 0;
-    json_t *j = NULL;
-    const char *msg;
-    int rc;
-
-    *out = NULL;
-    if ((rc = ctl_open(ctl)) != CTL_OK)
-        return rc;
-    snprintf(key, sizeof(key), "%s%s", CTL_USERS_PREFIX, user);
-    snprintf(what, sizeof(what), "user %s", user);
-    if ((rc = record_field(ctl, key, "home", what, &home)) != CTL_OK)
-        goto out;
-    if (!ctl_valid_name(home)) {
-        rc = ctl_fail(CTL_RUNTIME, "user %s has an invalid home '%s'", user, home);
-        goto out;
-    }
-    snprintf(key, sizeof(key), "%s%s", CTL_SERVERS_PREFIX, home);
-    snprintf(what, sizeof(what), "server '%s' (home of %s) in the directory", home, user);
-    if ((rc = record_field(ctl, key, "admin", what, &admin)) != CTL_OK)
-        goto out;
-    rc = CTL_RUNTIME;
-    if ((c = curl_easy_init()) == NULL) {
-        ctl_fail(CTL_RUNTIME, "curl_easy_init failed");
-        goto out;
-    }
-    if ((q = curl_easy_escape(c, user, 0)) == NULL) {
-        ctl_fail(CTL_RUNTIME, "out of memory");
-        goto out;
-    }
-    {
-        size_t usz = strlen(admin) + strlen(path) + strlen(q) + 16;
-
-        if ((url = malloc(usz)) == NULL) {
-            ctl_fail(CTL_RUNTIME, "out of memory");
-            goto out;
-        }
-        snprintf(url, usz, "%s%s?user=%s", admin, admin[strlen(admin) - 1] == '/' ? path + 1 : path, q);
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (token && *token) {
-        size_t n = strlen(token) + 32;
-
-        if ((auth = malloc(n)) == NULL) {
-            ctl_fail(CTL_RUNTIME, "out of memory");
-            goto out;
-        }
-        snprintf(auth, n, "Authorization: Bearer %s", token);
-        hdrs = curl_slist_append(hdrs, auth);
-    }
-    if (strcmp(method, "POST") == 0) {
-        if ((text = json_dumps(body, JSON_COMPACT)) == NULL) {
-            ctl_fail(CTL_RUNTIME, "out of memory");
-            goto out;
-        }
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, text);
-    }
-    if (hdrs)
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    cr = curl_easy_perform(c);
-    if (cr != CURLE_OK) {
-        ctl_fail(CTL_RUNTIME, "cannot reach the admin endpoint of home server %s (%s): %s", home, admin,
-                 curl_easy_strerror(cr));
-        goto out;
-    }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    j = json_loadb(b.p ? b.p : "", b.n, 0, NULL);
-    if (status != 200) {
-        msg = json_string_value(json_object_get(j, "error"));
-        if (status == 401)
-            ctl_fail(CTL_RUNTIME, "the admin endpoint of home server %s wants a token "
-                     "(--admin-token or PARLEY_ADMIN_TOKEN)%s", home, token && *token ? ": refused" : "");
-        else if (msg)
-            rc = ctl_fail(status == 400 ? CTL_USAGE : CTL_RUNTIME, "%s", msg);
-        else
-            ctl_fail(CTL_RUNTIME, "%s answered HTTP %ld%s%.200s", url, status, b.n ? ": " : "", b.n ? b.p : "");
-        goto out;
-    }
-    if (!json_is_object(j)) {
-        ctl_fail(CTL_RUNTIME, "%s did not answer a JSON object", url);
-        goto out;
-    }
-    *out = j;
-    j = NULL;
-    rc = CTL_OK;
-out:
-    json_decref(j);
-    curl_slist_free_all(hdrs);
-    free(auth);
-    free(text);
-    free(b.p);
-    free(url);
-    curl_free(q);
-    if (c != NULL)
-        curl_easy_cleanup(c);
-    free(home);
-    free(admin);
-    return rc;
-}
 
 /* ------------------------------------------------------------------ contacts */
 
@@ -213,10 +42,11 @@ valid_group(const char *g)
     return g[0] != '\0' && ctl_valid_text(g, 128);
 }
 
-/* The names of the groups in <arr> ([{"id","name"}]), comma-separated, into <buf>. */
+/* The names of the groups in <row>.<key> ([{"id","name"}]), comma-separated, into <buf>. */
 static const char *
-group_names(const json_t *arr, char *buf, size_t len)
+group_names(const json_t *row, const char *key, char *buf, size_t len)
 {
+    const json_t *arr = json_object_get(row, key);
     size_t i;
     json_t *g;
 
@@ -229,32 +59,32 @@ group_names(const json_t *arr, char *buf, size_t len)
     return buf[0] ? buf : "-";
 }
 
+/* <row>.<key>, "-" when unset or empty */
+static const char *
+or_dash(const json_t *row, const char *key, char *buf, size_t len)
+{
+    const char *n = json_string_value(json_object_get(row, key));
+
+    (void)buf;
+    (void)len;
+    return n && *n ? n : "-";
+}
+
 static void
 print_list(const char *user, const json_t *j)
 {
+    static const struct ctl_col gcols[] = {{"ID", 6, "id", NULL}, {"GROUP", 0, "name", NULL}};
+    static const struct ctl_col ccols[] = {
+        {"CONTACT", 40, "contact", NULL}, {"NAME", 24, "name", or_dash}, {"GROUPS", 0, "groups", group_names}};
     const json_t *groups = json_object_get(j, "groups"), *contacts = json_object_get(j, "contacts");
-    size_t i;
-    json_t *e;
-    char buf[2048];
 
     printf("%s: version %lld, %zu contact(s), %zu group(s)\n", user,
            (long long)json_integer_value(json_object_get(j, "version")), json_array_size(contacts),
            json_array_size(groups));
-    if (json_array_size(groups)) {
-        printf("%-6s %s\n", "ID", "GROUP");
-        json_array_foreach(groups, i, e)
-            printf("%-6s %s\n", json_string_value(json_object_get(e, "id")),
-                   json_string_value(json_object_get(e, "name")));
-    }
-    if (json_array_size(contacts)) {
-        printf("%-40s %-24s %s\n", "CONTACT", "NAME", "GROUPS");
-        json_array_foreach(contacts, i, e) {
-            const char *n = json_string_value(json_object_get(e, "name"));
-
-            printf("%-40s %-24s %s\n", json_string_value(json_object_get(e, "contact")), n && *n ? n : "-",
-                   group_names(json_object_get(e, "groups"), buf, sizeof buf));
-        }
-    }
+    if (json_array_size(groups))
+        ctl_print_table(groups, gcols, 2);
+    if (json_array_size(contacts))
+        ctl_print_table(contacts, ccols, 3);
 }
 
 int

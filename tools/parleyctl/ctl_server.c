@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
-
 #include "ctl.h"
 
 #define PARSE_OPTS(...)                                                                      \
@@ -17,8 +15,6 @@
         if (prc_ != CTL_OK)                                                                  \
             return prc_ < 0 ? CTL_OK : prc_;                                                 \
     } while (0)
-
-#define ADMIN_BODY_MAX (16u * 1024 * 1024)
 
 static const char s_list[] = "parleyctl server list";
 static const char s_regs[] = "parleyctl registrations USER@DOMAIN";
@@ -103,63 +99,28 @@ cmd_list(struct ctl *ctl, int argc, char **argv)
     return CTL_OK;
 }
 
-struct body {
-    char *p;
-    size_t n;
-};
-
-static size_t
-on_body(char *d, size_t sz, size_t nm, void *arg)
+/* <row>.<key> as text (a number too), "-" when unset */
+static const char *
+reg_field(const json_t *row, const char *key, char *buf, size_t len)
 {
-    struct body *b = arg;
-    size_t n = sz * nm;
-    char *np;
+    json_t *v = json_object_get(row, key);
+    const char *s = json_string_value(v);
 
-    if (b->n + n > ADMIN_BODY_MAX)
-        return 0;
-    np = realloc(b->p, b->n + n + 1);
-    if (np == NULL)
-        return 0;
-    b->p = np;
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-    return n;
-}
-
-/* Looks up <field> of a JSON record at <key>; CTL_OK with a malloc'ed *out. */
-static int
-get_field(struct ctl *ctl, const char *key, const char *field, const char *what, char **out)
-{
-    char *val = NULL;
-    json_t *rec;
-    const char *s;
-    int r = ctl_etcd_get(&ctl->etcd, key, &val, NULL);
-
-    *out = NULL;
-    if (r < 0)
-        return ctl_fail(CTL_RUNTIME, "%s", ctl->etcd.err);
-    if (r == 1)
-        return ctl_fail(CTL_RUNTIME, "no such %s", what);
-    rec = json_loads(val, 0, NULL);
-    free(val);
-    s = json_string_value(json_object_get(rec, field));
-    if (s == NULL || *s == '\0') {
-        json_decref(rec);
-        return ctl_fail(CTL_RUNTIME, "%s has no \"%s\"", what, field);
+    if (s == NULL && json_is_integer(v)) {
+        snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+        s = buf;
     }
-    *out = strdup(s);
-    json_decref(rec);
-    return *out ? CTL_OK : ctl_fail(CTL_RUNTIME, "out of memory");
+    return s ? s : "-";
 }
 
 static void
 print_regs_table(const json_t *j)
 {
     const json_t *arr = json_is_array(j) ? j : json_object_get(j, "registrations");
-    static const char *const cols[] = {"contact", "expires", "epid", "instance", "user_agent"};
-    size_t i;
-    json_t *r;
+    static const struct ctl_col cols[] = {
+        {"CONTACT", 50, "contact", reg_field},   {"EXPIRES", 8, "expires", reg_field},
+        {"EPID", 12, "epid", reg_field},         {"INSTANCE", 40, "instance", reg_field},
+        {"USER-AGENT", 0, "user_agent", reg_field}};
 
     if (!json_is_array(arr)) {
         ctl_print_json(j);   /* unknown shape: show it as it came */
@@ -169,115 +130,55 @@ print_regs_table(const json_t *j)
         printf("no registrations\n");
         return;
     }
-    printf("%-50s %-8s %-12s %-40s %s\n", "CONTACT", "EXPIRES", "EPID", "INSTANCE", "USER-AGENT");
-    json_array_foreach(arr, i, r) {
-        for (size_t c = 0; c < sizeof(cols) / sizeof(cols[0]); c++) {
-            json_t *v = json_object_get(r, cols[c]);
-            char buf[64];
-            const char *s = json_string_value(v);
-
-            if (s == NULL && json_is_integer(v)) {
-                snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
-                s = buf;
-            }
-            printf(c == 0 ? "%-50s" : c == 1 ? " %-8s" : c == 2 ? " %-12s" : c == 3 ? " %-40s" : " %s",
-                   s ? s : "-");
-        }
-        fputc('\n', stdout);
-    }
+    ctl_print_table(arr, cols, sizeof(cols) / sizeof(cols[0]));
 }
 
 int
 ctl_cmd_registrations(struct ctl *ctl, int argc, char **argv)
 {
     const char *pos[1];
-    char user[260], key[300];
-    char *home = NULL, *admin = NULL, *aor = NULL, *url = NULL;
-    struct body b = {0};
-    CURL *c = NULL;
-    CURLcode cr;
-    long status = 0;
-    json_t *j = NULL;
+    char user[260], err[256];
+    char *home = NULL, *admin = NULL, *url = NULL;
+    struct ctl_http_answer ans = {0};
     int rc;
 
     PARSE_OPTS(ctl, argc, argv, NULL, pos, 1, 1, NULL, s_regs);
     if (ctl_normalize_user(pos[0], user, sizeof(user)) != 0)
         return ctl_fail(CTL_USAGE, "invalid user '%s' (want user@domain)", pos[0]);
-    if ((rc = ctl_open(ctl)) != CTL_OK)
+    if ((rc = ctl_user_admin(ctl, user, "user", &home, &admin)) != CTL_OK)
         return rc;
-    snprintf(key, sizeof(key), "%s%s", CTL_USERS_PREFIX, user);
-    if ((rc = get_field(ctl, key, "home", "user", &home)) != CTL_OK)
-        goto out;
-    if (!ctl_valid_name(home)) {
-        rc = ctl_fail(CTL_RUNTIME, "user %s has an invalid home '%s'", user, home);
-        goto out;
-    }
-    snprintf(key, sizeof(key), "%s%s", CTL_SERVERS_PREFIX, home);
-    {
-        char what[512];
-
-        snprintf(what, sizeof(what), "server '%s' (home of %s) in the directory", home, user);
-        if ((rc = get_field(ctl, key, "admin", what, &admin)) != CTL_OK)
-            goto out;
-    }
     rc = CTL_RUNTIME;
-    c = curl_easy_init();
-    if (c == NULL) {
-        ctl_fail(CTL_RUNTIME, "curl_easy_init failed");
-        goto out;
-    }
-    aor = curl_easy_escape(c, user, 0);
-    if (aor == NULL) {
+    if ((url = ctl_admin_url(admin, "api/registrations", "aor", user)) == NULL) {
         ctl_fail(CTL_RUNTIME, "out of memory");
         goto out;
     }
-    {
-        size_t usz = strlen(admin) + strlen(aor) + 64;
-
-        url = malloc(usz);
-        if (url == NULL) {
-            ctl_fail(CTL_RUNTIME, "out of memory");
-            goto out;
-        }
-        snprintf(url, usz, "%s%sapi/registrations?aor=%s", admin,
-                 admin[strlen(admin) - 1] == '/' ? "" : "/", aor);
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    cr = curl_easy_perform(c);
-    if (cr != CURLE_OK) {
-        ctl_fail(CTL_RUNTIME, "cannot reach the admin endpoint of home server %s (%s): %s", home,
-                 url, curl_easy_strerror(cr));
+    switch (ctl_http(url, NULL, NULL, NULL, CTL_ADMIN_BODY_MAX, &ans, err, sizeof err)) {
+    case CTL_HTTP_OK:
+        break;
+    case CTL_HTTP_UNREACHABLE:
+        ctl_fail(CTL_RUNTIME, "cannot reach the admin endpoint of home server %s (%s): %s", home, url, err);
+        goto out;
+    default:
+        ctl_fail(CTL_RUNTIME, "%s", err);
         goto out;
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    if (status != 200) {
-        ctl_fail(CTL_RUNTIME, "%s answered HTTP %ld%s%.200s", url, status, b.n ? ": " : "",
-                 b.n ? b.p : "");
+    if (ans.status != 200) {
+        ctl_fail(CTL_RUNTIME, "%s answered HTTP %ld%s%.200s", url, ans.status, ans.len ? ": " : "",
+                 ans.len ? ans.body : "");
         goto out;
     }
-    j = json_loadb(b.p ? b.p : "", b.n, 0, NULL);
-    if (j == NULL) {
+    if (ans.json == NULL) {
         ctl_fail(CTL_RUNTIME, "%s did not answer JSON", url);
         goto out;
     }
     if (ctl->json)
-        ctl_print_json(j);
+        ctl_print_json(ans.json);
     else
-        print_regs_table(j);
+        print_regs_table(ans.json);
     rc = CTL_OK;
 out:
-    json_decref(j);
-    free(b.p);
+    ctl_http_answer_free(&ans);
     free(url);
-    curl_free(aor);
-    if (c != NULL)
-        curl_easy_cleanup(c);
     free(home);
     free(admin);
     return rc;

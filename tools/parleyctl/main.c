@@ -68,6 +68,27 @@ ctl_print_json(const json_t *j)
     fputc('\n', stdout);
 }
 
+void
+ctl_print_table(const json_t *rows, const struct ctl_col *cols, size_t ncols)
+{
+    size_t i;
+    json_t *r;
+    char buf[2048];
+
+    for (size_t c = 0; c < ncols; c++)
+        printf("%s%-*s", c ? " " : "", c + 1 < ncols ? cols[c].width : 0, cols[c].title);
+    fputc('\n', stdout);
+    json_array_foreach(rows, i, r) {
+        for (size_t c = 0; c < ncols; c++) {
+            const char *s = cols[c].text ? cols[c].text(r, cols[c].key, buf, sizeof buf)
+                                         : json_string_value(json_object_get(r, cols[c].key));
+
+            printf("%s%-*s", c ? " " : "", c + 1 < ncols ? cols[c].width : 0, s);
+        }
+        fputc('\n', stdout);
+    }
+}
+
 int
 ctl_open(struct ctl *ctl)
 {
