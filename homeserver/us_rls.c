@@ -762,9 +762,7 @@ us_rls_new(struct us_subs *subs, struct us_lists *lists, struct us_presence *pa)
     r->subs = subs;
     r->lists = lists;
     r->pa = pa;
-    pkg.arg = r;
-    ob.arg = r;
-    if (us_subs_add_pkg(subs, &pkg) != 0 || us_subs_observe(subs, &ob) != 0) {
+    if (us_subs_add_pkg_observer(subs, &pkg, &ob, r) != 0) {
         free(r);
         return NULL;
     }

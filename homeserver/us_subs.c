@@ -393,6 +393,18 @@ us_subs_add_pkg(struct us_subs *ss, const struct us_pkg *pkg)
     return 0;
 }
 
+int
+us_subs_add_pkg_observer(struct us_subs *ss, const struct us_pkg *pkg, const struct us_subs_observer *ob,
+                         void *arg)
+{
+    struct us_pkg p = *pkg;
+    struct us_subs_observer o = *ob;
+
+    p.arg = arg;
+    o.arg = arg;
+    return us_subs_add_pkg(ss, &p) != 0 || us_subs_observe(ss, &o) != 0 ? -1 : 0;
+}
+
 const struct us_subs_stats *
 us_subs_stats(const struct us_subs *ss)
 {

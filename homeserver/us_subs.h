@@ -97,6 +97,10 @@ void us_subs_free(struct us_subs *ss);
 int us_subs_add_pkg(struct us_subs *ss, const struct us_pkg *pkg);
 /* Adds an observer (copied; at most 8). 0 or -1. */
 int us_subs_observe(struct us_subs *ss, const struct us_subs_observer *ob);
+/* Both of the above, with <arg> as the <arg> of <pkg> and of <ob>: for a package that
+ * builds on other subscriptions (us_winfo, us_rls). 0 or -1. */
+int us_subs_add_pkg_observer(struct us_subs *ss, const struct us_pkg *pkg, const struct us_subs_observer *ob,
+                             void *arg);
 /* Loads the stored subscriptions (after the packages were added and their state
  * loaded) and sends each one a NOTIFY. Returns how many, or -1. */
 long us_subs_load(struct us_subs *ss);

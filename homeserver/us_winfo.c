@@ -314,9 +314,7 @@ us_winfo_new(struct us_subs *subs, struct us_lists *lists)
     xmlInitParser();
     w->subs = subs;
     w->lists = lists;
-    pkg.arg = w;
-    ob.arg = w;
-    if (us_subs_add_pkg(subs, &pkg) != 0 || us_subs_observe(subs, &ob) != 0) {
+    if (us_subs_add_pkg_observer(subs, &pkg, &ob, w) != 0) {
         free(w);
         return NULL;
     }
