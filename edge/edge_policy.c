@@ -480,6 +480,10 @@ b64_decode(const char *in, size_t n, unsigned char *out, size_t outlen)
             out[o++] = (unsigned char)(v >> bits & 0xff);
         }
     }
+    /* the spare bits of the last character must be zero: one text per blob (canonical),
+     * so a changed character never opens */
+    if ((v & ((1u << bits) - 1)) != 0)
+        return -1;
     return (long)o;
 }
 

@@ -10,6 +10,10 @@
  *      same key, as edge_flow_token makes it), so the parsing behind the MAC is reached
  *   2  a flow built from the bytes: edge_flow_parse(edge_flow_token(f)) must give f back
  *   3  the rest as a request: both raw Route scanners
+ *   4  the rest as a sealed topology-hiding blob ("th" of a Via or Record-Route from
+ *      outside: edge_th_open), which must not open
+ *   5  the rest as entries to hide: edge_th_seal, then edge_th_open gives them back; sealing
+ *      again gives the same blob (synthetic IV); a changed character does not open
  */
 #include <netinet/in.h>
 #include <stddef.h>
@@ -61,7 +65,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size < 1)
         return 0;
-    switch (data[0] % 4) {
+    switch (data[0] % 6) {
     case 0:
     case 1:
         s = malloc(size);
@@ -69,7 +73,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             return 0;
         memcpy(s, data + 1, size - 1);
         s[size - 1] = '\0';   /* a token is a string: stops at the first NUL */
-        if (data[0] % 4 == 1) {
+        if (data[0] % 6 == 1) {
             char *t = with_mac(s, strlen(s));
             free(s);
             s = t;
@@ -104,6 +108,35 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         tok[0] = tok[0] == 'c' ? 'd' : 'c';   /* any change breaks the MAC */
         if (edge_flow_parse(fz_key, tok, &g) == 0)
             abort();
+        break;
+    case 4:
+    case 5:
+        s = malloc(size);
+        if (s == NULL)
+            return 0;
+        memcpy(s, data + 1, size - 1);
+        s[size - 1] = '\0';
+        if (data[0] % 6 == 4) {
+            char out[EDGE_TH_MAX + 1];
+            if (edge_th_open(fz_key, "via", s, out, sizeof out) == 0)
+                abort();   /* forging a seal takes the key */
+        } else if (strlen(s) <= EDGE_TH_MAX) {
+            static char blob[(12 + EDGE_TH_MAX + 16 + 2) / 3 * 4 + 1], blob2[sizeof blob];
+            char out[EDGE_TH_MAX + 1];
+            if (edge_th_seal(fz_key, "via", s, blob, sizeof blob) != 0 ||
+                edge_th_seal(fz_key, "via", s, blob2, sizeof blob2) != 0)
+                abort();
+            if (strcmp(blob, blob2) != 0)
+                abort();   /* the same input seals the same way */
+            if (edge_th_open(fz_key, "via", blob, out, sizeof out) != 0 || strcmp(out, s) != 0)
+                abort();   /* ... and opens back to it */
+            if (edge_th_open(fz_key, "rr", blob, out, sizeof out) == 0)
+                abort();   /* other associated data: refused */
+            blob[size % strlen(blob)] = blob[size % strlen(blob)] == 'A' ? 'B' : 'A';
+            if (edge_th_open(fz_key, "via", blob, out, sizeof out) == 0)
+                abort();   /* a changed character: refused */
+        }
+        free(s);
         break;
     default:
         sink += (size_t)edge_raw_routes((const char *)data + 1, size - 1, route_cb, NULL);
