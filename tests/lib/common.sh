@@ -42,7 +42,7 @@ free_port() {
   python3 - <<'PY'
 import socket, random
 for _ in range(200):
-    p = random.randint(20000, 59999)
+    p = random.randint(20000, 32767)   # below the ephemeral range (32768-60999): no client socket takes it meanwhile
     try:
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", p))
         t = socket.socket(socket.AF_INET, socket.SOCK_STREAM); t.bind(("127.0.0.1", p))

@@ -18,7 +18,16 @@
 ETCD_BIN=${ETCD_BIN:-/usr/bin/etcd}
 
 _etcd_free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  # below the ephemeral range (32768-60999), so no client socket takes it before etcd binds
+  python3 -c 'import random, socket
+for _ in range(200):
+    p = random.randint(20000, 32767); s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        s.close()'
 }
 
 _etcd_alive() {  # <state_dir>

@@ -399,10 +399,14 @@ class Limits:
             return False, 'descriptor limit %d too low (ulimit -n)' % have
         base, over = [], []
         try:
-            # wait (bounded) for the previous checks' connections to be gone
-            deadline = time.monotonic() + 10
+            # wait (bounded) for the previous checks' connections to be gone (slow on a
+            # loaded machine: the server closes what its peers left half-written)
+            deadline = time.monotonic() + 30
             while time.monotonic() < deadline and self.server_conns() > 0:
                 time.sleep(0.1)
+            before = self.server_conns()
+            if before:
+                return False, '%d connections of the previous checks still open after 30 s' % before
             err = self._open_idle(self.max_conns, base, 60)
             if err:
                 return False, err

@@ -128,7 +128,15 @@ expect_rc 0 "move --force"
 # a home server announced under a lease, with a fake admin endpoint
 mkdir -p "$ST/www/api"
 printf '[{"contact":"sip:alice@127.0.0.1:5999","expires":3600,"epid":"abc123"}]' >"$ST/www/api/registrations"
-HPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+HPORT=$(python3 -c 'import random, socket
+for _ in range(200):
+    p = random.randint(20000, 32767); s = socket.socket()   # below the ephemeral range
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        s.close()')
 python3 -m http.server --bind 127.0.0.1 --directory "$ST/www" "$HPORT" >"$ST/http.log" 2>&1 &
 HTTP_PID=$!
 LEASE=$(curl -fsS -X POST "$URL/v3/lease/grant" -d '{"TTL":60}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["ID"])')

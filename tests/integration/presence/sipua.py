@@ -15,11 +15,13 @@ def free_port(kind=None):
     also fails on a port held in TIME-WAIT by an earlier test's client connection, which
     the server's own listener could not take either."""
     for _ in range(200):
+        # below the kernel's ephemeral range (32768-60999): no client socket of another
+        # test takes it between this check and the server's bind
+        p = random.randint(20000, 32767)
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            u.bind(("127.0.0.1", 0))
-            p = u.getsockname()[1]
+            u.bind(("127.0.0.1", p))
             t.bind(("127.0.0.1", p))
             return p
         except OSError:
