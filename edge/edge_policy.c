@@ -29,6 +29,7 @@ struct edge_fe {
     bool up;
     uint64_t down_until_ms;         /* monotonic; 0 = not held down */
     struct px_uac *probe;           /* OPTIONS in flight, or NULL */
+    uint64_t probe_sent_ms;         /* monotonic, when <probe> went out */
     struct evdns_getaddrinfo_request *dnsreq;   /* name lookup in flight, or NULL */
     bool resolving;
     unsigned probe_seq;
@@ -321,6 +322,7 @@ send_probe(struct edge_fe *f, const struct tp_addr *addr)
         if (bytes == NULL)
             return;
         f->probe = px_send_request(ep->px, bytes, (size_t)n, branch, SIP_OPTIONS, &dest, probe_cb, f);
+        f->probe_sent_ms = now_ms();
     }
 }
 
@@ -362,6 +364,14 @@ probe_all(evutil_socket_t fd, short what, void *arg)
     for (size_t i = 0; i < ep->nfe; i++) {
         struct edge_fe *f = &ep->fe[i];
         struct tp_addr a;
+        /* A probe unanswered for two intervals (at least 2 s): the front-end is down. A
+         * front-end killed while a probe was in flight never answers, and the connection
+         * the probe went on may close without failing it: Timer F (32 s) is too late. */
+        if (f->probe && now - f->probe_sent_ms > (ep->probe_ms * 2 > 2000 ? ep->probe_ms * 2 : 2000)) {
+            px_uac_cancel(f->probe);
+            f->probe = NULL;
+            mark(f, false, "probe unanswered");
+        }
         if (f->probe || f->resolving || (!f->up && now < f->down_until_ms && f->down_until_ms != 0))
             continue;
         if (tp_addr_from_ip(&a, f->host, f->port) == 0) {
@@ -857,6 +867,20 @@ dialog_forming(const struct sip_msg *resp)
             resp->method == SIP_NOTIFY);
 }
 
+/* <rx> came from one of our front-ends' listening addresses (a connection the edge opened
+ * to it): the pool, even before the directory lists it again (a restarted front-end whose
+ * new announcement has not reached us yet, so its connection is not classed server). */
+static bool
+from_frontend(const struct edge_policy *ep, const struct tp_rx *rx)
+{
+    for (size_t i = 0; i < ep->nfe; i++) {
+        struct tp_addr a;
+        if (tp_addr_from_ip(&a, ep->fe[i].host, ep->fe[i].port) == 0 && tp_addr_equal(&a, &rx->src))
+            return true;
+    }
+    return false;
+}
+
 bool
 edge_policy_rx_response(struct sip_msg *resp, const struct tp_rx *rx, void *arg)
 {
@@ -864,7 +888,7 @@ edge_policy_rx_response(struct sip_msg *resp, const struct tp_rx *rx, void *arg)
     enum tp_class cls = px_rx_class(ep->px, rx);
     char src[80];
 
-    if (cls == TP_CLASS_CLIENT) {
+    if (cls == TP_CLASS_CLIENT && !from_frontend(ep, rx)) {
         /* from an outside user: our hidden Via list and Record-Route entries back */
         if (sip_msg_ensure_full(resp) != 0 || restore_vias(ep, resp) != 0 ||
             (osip_list_size(&resp->osip->record_routes) > 0 && restore_rr(ep, resp) != 0)) {
