@@ -61,29 +61,9 @@ done
 [ -n "$CLAIM" ] || { echo "no free 10.77.X.0/24 subnet" >&2; exit 1; }
 GW=$NET.1; BOB_ADDR=$NET.100; OUT=$NSP-out; OUT_VETH=$NSP-o
 
-# A base port (etcd's ports are on the bridge's address in the root namespace).
-pick_base() {
-  python3 - <<'PY'
-import random, socket
-def free(p):
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            s.bind(("0.0.0.0", p))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
-for _ in range(100):
-    b = random.randrange(20000, 32500, 10)   # B..B+240 below the ephemeral range (32768-60999)
-    if all(free(b + o) for o in (0, 1, 10, 11, 20, 21, 40, 41, 50, 51, 200, 210, 220, 240)):
-        print(b); break
-PY
-}
 export PARLEY_BUILD ${HS_BIN+HS_BIN} ${FE_BIN+FE_BIN} ${EDGE_BIN+EDGE_BIN} ${CTL_BIN+CTL_BIN} \
   POOL_DIR=$TEST_TMP/pool POOL_QUIET=1 POOL_NETNS=1 POOL_NETNS_PREFIX=$NSP POOL_NETNS_NET=$NET
-POOL_BASE=$(pick_base)
+POOL_BASE=$(pool_base 0.0.0.0)
 export POOL_BASE
 POOL=$ROOT/deploy/local/pool
 

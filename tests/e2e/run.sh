@@ -39,27 +39,7 @@ CASE=${1:?case}
 # sipp's digest uri is the address it sends to (here tls_flow.py), unless -auth_uri says
 # otherwise: runs through a flow pass the Request-URI of their challenged request.
 export PARLEY_BUILD ${HS_BIN+HS_BIN} ${FE_BIN+FE_BIN} ${EDGE_BIN+EDGE_BIN} ${CTL_BIN+CTL_BIN} POOL_DIR=$TEST_TMP/pool POOL_QUIET=1
-# A base port with the pool's ports free (B..B+51, B+200..B+240).
-pick_base() {
-  python3 - <<'PY'
-import random, socket
-def free(p):
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            s.bind(("127.0.0.1", p))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
-for _ in range(100):
-    b = random.randrange(20000, 32500, 10)   # B..B+240 below the ephemeral range (32768-60999)
-    if all(free(b + o) for o in (0, 1, 10, 11, 20, 21, 30, 31, 40, 41, 50, 51, 200, 210, 220, 230, 240)):
-        print(b); break
-PY
-}
-export POOL_BASE=$(pick_base)
+export POOL_BASE=$(pool_base)
 [ "$CASE" = failover ] && export POOL_FRONTENDS=2
 POOL=$ROOT/deploy/local/pool
 trap '"$POOL" down >/dev/null 2>&1; cleanup_all' EXIT

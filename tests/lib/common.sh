@@ -69,3 +69,26 @@ bg() {
   LAST_PID=$!
   PARLEY_PIDS+=("$LAST_PID")
 }
+
+# pool_base [BIND_ADDR]: a base port B for deploy/local/pool with the pool's ports free
+# for TCP and UDP on BIND_ADDR (default 127.0.0.1): B..B+51, B+200..B+240; below the
+# kernel's ephemeral range (32768-60999), so no client socket takes one meanwhile
+pool_base() {
+  python3 - "${1:-127.0.0.1}" <<'PY'
+import random, socket, sys
+def free(p):
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind((sys.argv[1], p))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+for _ in range(100):
+    b = random.randrange(20000, 32500, 10)
+    if all(free(b + o) for o in (0, 1, 2, 3, 10, 11, 20, 21, 30, 31, 40, 41, 50, 51, 200, 202, 210, 220, 230, 240)):
+        print(b); break
+PY
+}
