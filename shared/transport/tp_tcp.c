@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,12 +157,27 @@ stream_timer_cb(evutil_socket_t fd, short what, void *arg)
     timer_arm_ms(conn, idle_ms);
 }
 
+/*
+ * TCP_NODELAY: a SIP message is written whole, at once; Nagle's algorithm would hold the
+ * next answer on a connection until the peer acknowledged the previous one (a delayed
+ * ACK: milliseconds per message on a busy flow, seen as p50 9 ms for REGISTER over TLS).
+ */
+static void
+set_nodelay(evutil_socket_t fd)
+{
+    int one = 1;
+
+    if (fd >= 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 /* Sets up the bufferevent callbacks and timer of a new connection. 0 or -1. */
 static int
 conn_setup(struct tp_conn *conn, evutil_socket_t fd, bool connecting, const char *tls_name)
 {
     struct tp *tp = conn->tp;
 
+    set_nodelay(fd);
     conn->bev = stream_bev_new(conn, fd, connecting, tls_name);
     if (conn->bev == NULL) {
         /* a failed openssl bufferevent has already closed <fd> through its BIO */
@@ -743,6 +759,7 @@ tp_stream_send(struct tp *tp, const struct tp_dest *dst, const char *buf, size_t
         tp_conn_kill(conn, "connect failed");
         goto fail;
     }
+    set_nodelay(bufferevent_getfd(conn->bev));
     log_debug("conn=%llu %s connecting to %s", (unsigned long long)conn->id,
               tp_proto_name(conn->proto), where);
     return 0;
