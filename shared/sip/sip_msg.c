@@ -1091,6 +1091,18 @@ sip_msg_push_via(struct sip_msg *msg, const char *value)
     return 0;
 }
 
+/* The branch of the top Via, after an edit of the list. */
+static void
+reset_branch(struct sip_msg *msg)
+{
+    osip_via_t *v = osip_list_get(&msg->osip->vias, 0);
+    osip_generic_param_t *br = NULL;
+
+    msg->branch = NULL;
+    if (v && osip_via_param_get_byname(v, "branch", &br) == 0 && br)
+        msg->branch = br->gvalue;
+}
+
 int
 sip_msg_pop_via(struct sip_msg *msg)
 {
@@ -1102,26 +1114,8 @@ sip_msg_pop_via(struct sip_msg *msg)
     osip_list_remove(&msg->osip->vias, 0);
     osip_via_free(v);
     osip_message_force_update(msg->osip);
-    msg->branch = NULL;
-    v = osip_list_get(&msg->osip->vias, 0);
-    if (v) {
-        osip_generic_param_t *br = NULL;
-        if (osip_via_param_get_byname(v, "branch", &br) == 0 && br)
-            msg->branch = br->gvalue;
-    }
+    reset_branch(msg);
     return 0;
-}
-
-/* The branch of the top Via, after an edit of the list. */
-static void
-reset_branch(struct sip_msg *msg)
-{
-    osip_via_t *v = osip_list_get(&msg->osip->vias, 0);
-    osip_generic_param_t *br = NULL;
-
-    msg->branch = NULL;
-    if (v && osip_via_param_get_byname(v, "branch", &br) == 0 && br)
-        msg->branch = br->gvalue;
 }
 
 int
