@@ -99,10 +99,11 @@ cg_all() {
   done
 }
 
-# phase_total LABEL: the summed instructions of the dumps named LABEL
+# phase_total LABEL [FILE_PREFIX]: the summed instructions of the dumps named LABEL
+# (in $RESULTS/<FILE_PREFIX>.cg.*, default the server's kind)
 phase_total() {
   local f sum=0 v
-  for f in "$RESULTS/$SUT_KIND".cg.*; do
+  for f in "$RESULTS/${2:-$SUT_KIND}".cg.*; do
     [ -f "$f" ] || continue
     grep -q "^desc: Trigger: dump $1\$" "$f" || continue
     v=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p; s/^totals: *\([0-9]*\).*/\1/p' "$f" | head -1)
@@ -219,14 +220,7 @@ measure_auth() {
   sleep "$PHASE_SETTLE"; cg_all --dump=register_auth; phase_time register_auth
   stop_sut
   sleep 1
-  tot=0
-  local f v
-  for f in "$RESULTS/$kind-auth".cg.*; do
-    [ -f "$f" ] || continue
-    grep -q "^desc: Trigger: dump register_auth\$" "$f" || continue
-    v=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p; s/^totals: *\([0-9]*\).*/\1/p' "$f" | head -1)
-    tot=$(( tot + ${v:-0} ))
-  done
+  tot=$(phase_total register_auth "$kind-auth")
   RES[$kind-register_auth]=$(( tot / INSTR_N ))
   RES[$kind-register_auth-net]=$("$PY" -c "print(int(($tot - ${RES[$kind-idle]:-0} * ${RES[$kind-register_auth-s]}) / $INSTR_N))")
   log "$kind: instructions per authenticated REGISTER ${RES[$kind-register_auth]} (net ${RES[$kind-register_auth-net]})"
